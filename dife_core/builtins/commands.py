@@ -1,0 +1,87 @@
+"""Built-in CLI commands that need no model code: plugin and card listings."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from dife_core import hookimpl
+
+
+def _table(title: str, columns: list, rows: list) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, show_lines=False)
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*[str(x) if x is not None else "" for x in r])
+    Console().print(t)
+
+
+@hookimpl
+def register_commands(cli):
+    @cli.command("list-plugins")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+    @click.option("--all", "show_all", is_flag=True, help="Include DIFE's built-in plugins.")
+    def list_plugins(as_json: bool, show_all: bool):
+        """List installed plugins: distribution, version, hooks and what each provides."""
+        from dife_core.plugins import get_registry
+
+        infos = [i.to_dict() for i in get_registry().plugin_infos(include_builtins=show_all)]
+        if as_json:
+            click.echo(json.dumps(infos, indent=2))
+            return
+        rows = []
+        for i in infos:
+            provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in i["provides"].items())
+            rows.append((i["name"], i["version"] or "built-in", provides, i["error"] or "ok"))
+        _table("DIFE plugins", ["plugin", "version", "provides", "status"], rows)
+
+    def _cards_command(kind: str, help_text: str, describe):
+        @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+        def command(as_json: bool):
+            from dife_core.plugins import get_registry
+
+            reg = get_registry()
+            items = reg.all(kind)
+            records = []
+            for name in sorted(items):
+                rec = describe(items[name])
+                rec["plugin"] = reg.owner(kind, name)
+                records.append(rec)
+            if as_json:
+                click.echo(json.dumps(records, indent=2))
+                return
+            if not records:
+                click.echo(f"No {kind} registered.")
+                return
+            cols = list(records[0].keys())
+            _table(f"DIFE {kind}", cols, [[_fmt(r[c]) for c in cols] for r in records])
+
+        command.__doc__ = help_text
+        return command
+
+    cli.command("interfaces")(
+        _cards_command("interfaces", "List the registered deployment-interface cards.",
+                       lambda i: i.card.to_dict())
+    )
+    cli.command("attacks")(
+        _cards_command("attacks", "List the registered attacks and their cards.",
+                       lambda a: __import__("attrs").asdict(a.card))
+    )
+    cli.command("triggers")(
+        _cards_command("triggers", "List the registered trigger channels.",
+                       lambda t: {"name": t.name, "channel": t.channel,
+                                  "description": t.description, "defaults": t.defaults})
+    )
+
+
+def _fmt(v):
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(str, v))
+    if isinstance(v, dict):
+        return json.dumps(v, sort_keys=True)
+    return v

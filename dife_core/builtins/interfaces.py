@@ -1,0 +1,1 @@
+"""Built-in interfaces (filled by the engine)."""

@@ -1,0 +1,225 @@
+"""The small attrs types plugins register.
+
+Each type is data plus callables. Heavy work (torch, model libraries) happens
+inside the callables, so building these objects is cheap and import-safe.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Optional
+
+import attrs
+
+#: Readouts a deployment interface can consume (DESIGN.md section 1).
+READOUTS = ("image-features", "text-features", "score")
+#: Trigger channels. ``mechanism`` = an attack-specific route (e.g. a learned prompt).
+CHANNELS = ("image", "text", "mechanism", "none")
+#: Cell statuses (DESIGN.md section 7).
+STATUSES = ("exposed", "weak", "negative", "n.e.", "error")
+#: Footprints (DESIGN.md section 7).
+FOOTPRINTS = ("visual", "textual", "coupled", "weak")
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+def _valid_name(instance, attribute, value):
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise ValueError(
+            f"{type(instance).__name__}.{attribute.name} must be a lower-case id "
+            f"(letters, digits, '.', '_' or '-'), got {value!r}"
+        )
+
+
+def _one_of(choices):
+    def check(instance, attribute, value):
+        if value not in choices:
+            raise ValueError(
+                f"{type(instance).__name__}.{attribute.name} must be one of "
+                f"{', '.join(choices)}; got {value!r}"
+            )
+
+    return check
+
+
+def _channels(instance, attribute, value):
+    for v in value:
+        _one_of(CHANNELS)(instance, attribute, v)
+
+
+def _is_callable(instance, attribute, value):
+    if not callable(value):
+        raise TypeError(f"{type(instance).__name__}.{attribute.name} must be callable")
+
+
+def _opt_callable(instance, attribute, value):
+    if value is not None:
+        _is_callable(instance, attribute, value)
+
+
+@attrs.frozen
+class ModelLoader:
+    """Turns a source string into a :class:`dife_core.model.DualEncoder`.
+
+    ``load(source, *, trust=False, device="cpu", **options)`` returns the
+    encoder. ``sniff(source) -> bool`` (optional) says whether this loader
+    recognises a path or name, so ``loader = "auto"`` can pick one.
+    ``from_manifest(manifest, weights_path, *, trust, device)`` (optional)
+    rebuilds an encoder from a DIFE checkpoint manifest written by this loader.
+    """
+
+    name: str = attrs.field(validator=_valid_name)
+    description: str
+    load: Callable[..., Any] = attrs.field(validator=_is_callable)
+    sniff: Optional[Callable[[str], bool]] = attrs.field(default=None, validator=_opt_callable)
+    from_manifest: Optional[Callable[..., Any]] = attrs.field(default=None, validator=_opt_callable)
+
+
+@attrs.frozen
+class TriggerSpec:
+    """A concrete trigger: a registered trigger family plus its parameters.
+
+    Serialisable (``to_dict``/``from_dict``) and hashable; ``key`` is used in
+    embedding-cache keys.
+    """
+
+    name: str
+    params: dict = attrs.field(factory=dict, hash=False)
+
+    @property
+    def key(self) -> str:
+        import json
+
+        return self.name + ":" + json.dumps(self.params, sort_keys=True, separators=(",", ":"))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "params": dict(self.params)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TriggerSpec":
+        return cls(name=d["name"], params=dict(d.get("params") or {}))
+
+
+@attrs.frozen
+class Trigger:
+    """A trigger family acting on one input channel.
+
+    ``make(**params)`` returns the applying function: for the ``image``
+    channel ``fn(pixels, *, seed=0) -> pixels`` on float tensors ``[N,3,H,W]``
+    in [0, 1] (before normalisation); for the ``text`` channel
+    ``fn(list[str]) -> list[str]`` on raw strings (before tokenisation).
+    """
+
+    name: str = attrs.field(validator=_valid_name)
+    channel: str = attrs.field(validator=_one_of(("image", "text")))
+    description: str
+    make: Callable[..., Callable] = attrs.field(validator=_is_callable)
+    defaults: dict = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class AttackCard:
+    """What an attack is, as the audit needs to know it (DESIGN.md section 4)."""
+
+    name: str = attrs.field(validator=_valid_name)
+    title: str
+    route: str  # e.g. "data poisoning", "weight tampering", "text-tower fine-tuning"
+    modifies: str  # e.g. "both towers", "visual", "text", "prompt learner"
+    trigger_channel: str = attrs.field(validator=_one_of(CHANNELS))
+    native_protocol: str  # e.g. "zero-shot TS"
+    reference: str = ""  # citation
+    #: "branch-swap" or "component-repair" (mechanism attacks)
+    probe: str = attrs.field(default="branch-swap", validator=_one_of(("branch-swap", "component-repair")))
+
+
+@attrs.frozen
+class Attack:
+    """An attack recipe: its card, its attrs config class and its builder.
+
+    ``build(ctx) -> dife_core.attacks.BuildResult`` where ``ctx`` is a
+    :class:`dife_core.attacks.BuildContext`. ``repair_probe`` (optional,
+    mechanism attacks) is ``repair_probe(ctx) -> dict[str, float]`` with keys
+    ``full``, ``prompt_only``, ``trigger_only``, ``both_clean``.
+    """
+
+    card: AttackCard
+    config: type  # an attrs class; its defaults are the documented defaults
+    build: Callable[..., Any] = attrs.field(validator=_is_callable)
+    repair_probe: Optional[Callable[..., Any]] = attrs.field(default=None, validator=_opt_callable)
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+
+@attrs.frozen
+class InterfaceCard:
+    """The five fields of an interface card (DESIGN.md section 1) plus metrics."""
+
+    name: str = attrs.field(validator=_valid_name)
+    title: str
+    readout: str = attrs.field(validator=_one_of(READOUTS))
+    trigger_channels: tuple = attrs.field(converter=tuple, validator=_channels)
+    target_event: str
+    population: str  # population kind consumed, e.g. "classification"
+    reference: Optional[str]  # reference condition for relative metrics, or None
+    metric: str  # primary metric name
+    extra_metrics: tuple = attrs.field(default=(), converter=tuple)
+    #: True when the primary metric is a signed delta against ``reference``
+    relative: bool = False
+    description: str = ""
+
+    def to_dict(self) -> dict:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class Interface:
+    """A deployment interface: card + ``evaluate(ctx) -> CellResult``."""
+
+    card: InterfaceCard
+    evaluate: Callable[..., Any] = attrs.field(validator=_is_callable)
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+
+@attrs.frozen
+class Metric:
+    """A named metric with its formula, for docs and reports.
+
+    ``compute(*args, **kwargs) -> float``; ``higher_is_better`` drives the
+    sign convention of deltas.
+    """
+
+    name: str = attrs.field(validator=_valid_name)
+    formula: str
+    compute: Callable[..., float] = attrs.field(validator=_is_callable)
+    higher_is_better: bool = True
+
+
+@attrs.frozen
+class Dataset:
+    """A source of audit populations.
+
+    ``load(**options) -> dife_core.populations.World`` (or a subset of its
+    populations). ``provides`` names the population kinds it can fill.
+    """
+
+    name: str = attrs.field(validator=_valid_name)
+    description: str
+    load: Callable[..., Any] = attrs.field(validator=_is_callable)
+    provides: tuple = attrs.field(default=(), converter=tuple)
+    options: dict = attrs.field(factory=dict)  # documented options -> defaults
+
+
+#: registry kind -> (attrs type, hook name)
+KINDS = {
+    "model_loaders": (ModelLoader, "register_model_loaders"),
+    "attacks": (Attack, "register_attacks"),
+    "triggers": (Trigger, "register_triggers"),
+    "interfaces": (Interface, "register_interfaces"),
+    "metrics": (Metric, "register_metrics"),
+    "datasets": (Dataset, "register_datasets"),
+}

@@ -1,0 +1,3 @@
+"""DIFE hook implementations of dife-hfclip."""
+
+from dife_core import hookimpl  # noqa: F401

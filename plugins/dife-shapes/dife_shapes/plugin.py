@@ -1,0 +1,3 @@
+"""DIFE hook implementations of dife-shapes."""
+
+from dife_core import hookimpl  # noqa: F401
