@@ -28,6 +28,9 @@ BUILTIN_PLUGINS = (
     "dife_core.builtins.metrics",
     "dife_core.builtins.datasets",
     "dife_core.builtins.commands",
+    "dife_core.builtins.inspect_command",
+    "dife_core.builtins.audit_commands",
+    "dife_core.builtins.build_commands",
 )
 
 

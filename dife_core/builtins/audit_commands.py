@@ -1,0 +1,1 @@
+"""`dife audit`, `dife report`, `dife validate` (engine issue)."""

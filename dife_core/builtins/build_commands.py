@@ -1,0 +1,1 @@
+"""`dife build`, `dife demo` (attacks issue)."""

@@ -1,0 +1,1 @@
+"""`dife inspect` (loaders issue)."""
