@@ -88,7 +88,7 @@ def register_datasets(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def register_commands(cli) -> None:
+def register_commands(cli: "click.Group") -> None:
     """Add commands to the ``dife`` command line.
 
     Called once when the CLI is built, before arguments are parsed.

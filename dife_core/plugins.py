@@ -119,10 +119,12 @@ class Registry:
                 continue
             self._add(obj, ep.name if dname in self.infos else dname, info)
 
-    def _add(self, obj, plugin_name: str, info: PluginInfo) -> None:
+    def _add(self, obj, plugin_name: str, info: PluginInfo, *, strict: bool = False) -> None:
         try:
             self.pm.register(obj, name=plugin_name)
         except ValueError as e:
+            if strict:
+                raise PluginError(f"cannot register plugin {plugin_name!r}: {e}") from e
             info.error = f"could not register: {e}"
             self.infos[plugin_name] = info
             _warn(f"plugin {plugin_name}: {info.error}")
@@ -134,8 +136,13 @@ class Registry:
         """Register a plugin object in-process (tests, notebooks)."""
         with self._lock:
             self.load()
-            self._add(obj, name, PluginInfo(name=name, version=version))
-            self.pm.check_pending()
+            self._add(obj, name, PluginInfo(name=name, version=version), strict=True)
+            try:
+                self.pm.check_pending()
+            except pluggy.PluginValidationError as e:
+                self.pm.unregister(name=name)
+                self.infos.pop(name, None)
+                raise PluginError(f"plugin {name!r} implements an unknown hook: {e}") from e
             self._items.clear()  # re-collect with the new plugin
             self._owner.clear()
 
