@@ -42,6 +42,7 @@ def save_checkpoint(encoder, path, *, attack: Optional[dict] = None, extra: Opti
         "loader": encoder.loader,
         "architecture": encoder.architecture,
         "preprocess": encoder.preprocess.to_dict(),
+        "dtype": str(encoder.dtype).replace("torch.", ""),
         "fingerprint": encoder.fingerprint(),
         "attack": attack,
         "extra": extra or {},

@@ -21,21 +21,35 @@ import torch
 import torch.nn.functional as F
 
 
+_INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+_RESIZE_MODES = ("shortest", "squash")
+
+
 @attrs.frozen
 class Preprocess:
-    """Preprocessing that travels with the weights."""
+    """Preprocessing that travels with the weights.
 
-    image_size: int
+    ``resize_mode``: ``"shortest"`` resizes the shorter side to
+    ``image_size`` and centre-crops (CLIP, open_clip default); ``"squash"``
+    resizes both sides to ``image_size`` (SigLIP).
+    """
+
+    image_size: int = attrs.field(converter=int)
     mean: tuple = attrs.field(converter=tuple, default=(0.48145466, 0.4578275, 0.40821073))
     std: tuple = attrs.field(converter=tuple, default=(0.26862954, 0.26130258, 0.27577711))
-    interpolation: str = "bicubic"
+    interpolation: str = attrs.field(default="bicubic", validator=attrs.validators.in_(_INTERPOLATIONS))
+    resize_mode: str = attrs.field(default="shortest", validator=attrs.validators.in_(_RESIZE_MODES))
 
     def to_dict(self) -> dict:
         return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std),
-                "interpolation": self.interpolation}
+                "interpolation": self.interpolation, "resize_mode": self.resize_mode}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocess":
+        known = {a.name for a in attrs.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown preprocess keys {unknown}; known: {sorted(known)}")
         return cls(**d)
 
 
@@ -48,6 +62,33 @@ def _hash_tensors(items: Iterable) -> str:
         h.update(str(tuple(t.shape)).encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
+
+
+def resize_pixels(x: torch.Tensor, size: int, *, mode: str = "shortest",
+                  interpolation: str = "bicubic") -> torch.Tensor:
+    """Resize ``[N,3,H,W]`` pixels the way CLIP preprocessing does, on tensors.
+
+    ``shortest``: shorter side to ``size`` then centre crop; ``squash``: both
+    sides to ``size``. Downscaling is antialiased (as PIL and torchvision do).
+    """
+    h, w = x.shape[-2:]
+    if mode == "squash":
+        new_h, new_w = size, size
+    else:
+        # torchvision's rule: short side -> size, long side -> int(size * long / short)
+        if h <= w:
+            new_h, new_w = size, int(size * w / h)
+        else:
+            new_h, new_w = int(size * h / w), size
+    if (new_h, new_w) != (h, w):
+        kw = {} if interpolation == "nearest" else {"align_corners": False, "antialias": new_h < h or new_w < w}
+        x = F.interpolate(x, size=(new_h, new_w), mode=interpolation, **kw)
+        if interpolation == "bicubic":
+            x = x.clamp(0.0, 1.0)  # bicubic overshoots; PIL clips to the pixel range
+    if (new_h, new_w) != (size, size):
+        top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+        x = x[..., top:top + size, left:left + size]
+    return x
 
 
 class DualEncoder:
@@ -108,11 +149,13 @@ class DualEncoder:
         return self
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] -> the tower's input: resized as the checkpoint's
+        preprocessing says, then normalised with its mean and std."""
         p = self.preprocess
         x = pixels.to(device=self.device, dtype=torch.float32)
-        if x.shape[-1] != p.image_size or x.shape[-2] != p.image_size:
-            x = F.interpolate(x, size=(p.image_size, p.image_size), mode=p.interpolation,
-                              align_corners=False if p.interpolation != "nearest" else None)
+        if x.ndim == 3:
+            x = x.unsqueeze(0)
+        x = resize_pixels(x, p.image_size, mode=p.resize_mode, interpolation=p.interpolation)
         mean = torch.tensor(p.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(p.std, device=x.device).view(1, 3, 1, 1)
         return ((x - mean) / std).to(self.dtype)
@@ -146,6 +189,12 @@ class DualEncoder:
     def branch_parameters(self, branch: str):
         pred = {"visual": self.is_visual_param, "text": self.is_text_param}[branch]
         return [(n, p) for n, p in self.model.named_parameters() if pred(n)]
+
+    def param_count(self, branch: Optional[str] = None) -> int:
+        """Number of weights in ``branch`` ("visual"/"text"), or in the whole model."""
+        if branch is None:
+            return sum(v.numel() for v in self.state_dict().values())
+        return sum(v.numel() for v in self.branch_state(branch).values())
 
     def fingerprint(self) -> dict:
         """Content hash per branch: ``{"visual": hex16, "text": hex16}``."""
@@ -204,9 +253,29 @@ class HybridEncoder(DualEncoder):
         return {"visual": self.visual_encoder.fingerprint()["visual"],
                 "text": self.text_encoder.fingerprint()["text"]}
 
+    def _source(self, branch: str) -> DualEncoder:
+        if branch not in ("visual", "text"):
+            raise ValueError(f"branch must be 'visual' or 'text', got {branch!r}")
+        return self.visual_encoder if branch == "visual" else self.text_encoder
+
     def branch_state(self, branch: str) -> dict:
-        src = self.visual_encoder if branch == "visual" else self.text_encoder
-        return src.branch_state(branch)
+        return self._source(branch).branch_state(branch)
+
+    def branch_parameters(self, branch: str):
+        return self._source(branch).branch_parameters(branch)
+
+    def state_dict(self) -> dict:
+        """The hybrid's own weights: visual keys of one side, text keys of the other."""
+        return {**self.branch_state("visual"), **self.branch_state("text")}
+
+    def invalidate_fingerprint(self) -> None:
+        self.visual_encoder.invalidate_fingerprint()
+        self.text_encoder.invalidate_fingerprint()
+
+    def eval(self):
+        self.visual_encoder.eval()
+        self.text_encoder.eval()
+        return self
 
     def to(self, device=None, dtype=None):
         self.visual_encoder.to(device, dtype)

@@ -1,10 +1,27 @@
-"""DualEncoder over an open_clip model."""
+"""DualEncoder over an open_clip model, and building one from an architecture dict.
+
+The *architecture* dict is open_clip's model-config JSON shape
+(``{"embed_dim", "vision_cfg", "text_cfg", "quick_gelu", "custom_text", ...}``)
+plus three DIFE keys that travel in checkpoint manifests:
+
+* ``"model_name"``  -- the open_clip name it came from (``"ViT-B-32"``), if any;
+* ``"preprocess"``  -- mean/std/interpolation/resize_mode overrides;
+* ``"tokenizer"``   -- ``{"kind": "simple"}`` (open_clip's bundled BPE),
+  ``{"kind": "hf", "name": ...}`` or ``{"kind": "siglip", "variant": ...}``.
+"""
 
 from __future__ import annotations
+
+import copy
 
 import torch
 
 from dife_core.model import DualEncoder, Preprocess
+
+#: keys of an architecture dict that are not constructor arguments of open_clip's CLIP
+META_KEYS = ("model_name", "preprocess", "tokenizer", "custom_text", "multimodal_cfg")
+CONSTRUCTOR_KEYS = ("embed_dim", "vision_cfg", "text_cfg", "quick_gelu", "init_logit_scale",
+                    "init_logit_bias", "nonscalar_logit_scale")
 
 
 class OpenClipEncoder(DualEncoder):
@@ -39,21 +56,76 @@ class OpenClipEncoder(DualEncoder):
         return self.model.encode_text(tokens)
 
 
+def model_kwargs(architecture: dict) -> dict:
+    """Constructor arguments for open_clip's CLIP from an architecture dict,
+    with every 'fetch pretrained tower weights' switch turned off (we load
+    weights ourselves, from files we have checked)."""
+    cfg = {k: copy.deepcopy(v) for k, v in architecture.items() if k in CONSTRUCTOR_KEYS}
+    if "embed_dim" not in cfg or "vision_cfg" not in cfg or "text_cfg" not in cfg:
+        missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in cfg]
+        raise KeyError(", ".join(missing))
+    if "timm_model_name" in cfg["vision_cfg"]:
+        cfg["vision_cfg"]["timm_model_pretrained"] = False
+    if "hf_model_name" in cfg["text_cfg"]:
+        cfg["text_cfg"]["hf_model_pretrained"] = False
+    return cfg
+
+
+def build_model(architecture: dict) -> torch.nn.Module:
+    """Instantiate the open_clip model an architecture dict describes (random init)."""
+    from open_clip.model import CLIP, CustomTextCLIP
+
+    cfg = model_kwargs(architecture)
+    custom = bool(architecture.get("custom_text")) or "hf_model_name" in cfg["text_cfg"]
+    if architecture.get("multimodal_cfg"):
+        raise ValueError("CoCa (multimodal_cfg) models are generative captioners, not dual encoders; not supported")
+    return (CustomTextCLIP if custom else CLIP)(**cfg)
+
+
+def build_tokenizer(architecture: dict):
+    """The tokenizer an architecture dict names (bundled BPE unless told otherwise)."""
+    text_cfg = architecture.get("text_cfg", {})
+    ctx = text_cfg.get("context_length", 77)
+    spec = dict(architecture.get("tokenizer") or {})
+    kind = spec.get("kind")
+    if kind is None:
+        kind = "hf" if text_cfg.get("hf_tokenizer_name") else "simple"
+    kwargs = dict(text_cfg.get("tokenizer_kwargs") or {})
+    if kind == "simple":
+        from open_clip.tokenizer import SimpleTokenizer
+
+        return SimpleTokenizer(context_length=ctx, **kwargs)
+    if kind == "hf":
+        from open_clip.tokenizer import HFTokenizer
+
+        name = spec.get("name") or text_cfg.get("hf_tokenizer_name")
+        return HFTokenizer(name, context_length=ctx, tokenizer_mode=text_cfg.get("tokenizer_mode"), **kwargs)
+    if kind == "siglip":
+        from open_clip.tokenizer import SigLipTokenizer
+
+        return SigLipTokenizer(spec.get("variant", "c4-en"), context_length=ctx)
+    raise ValueError(f"unknown tokenizer kind {kind!r} (known: simple, hf, siglip)")
+
+
+def preprocess_from(architecture: dict) -> Preprocess:
+    """Preprocessing from the architecture's ``preprocess`` overrides and its image size."""
+    image_size = architecture["vision_cfg"].get("image_size", 224)
+    if isinstance(image_size, (list, tuple)):
+        image_size = image_size[0]
+    pp = dict(architecture.get("preprocess") or {})
+    pp.setdefault("image_size", image_size)
+    return Preprocess.from_dict(pp)
+
+
 def build_custom(architecture: dict, *, name: str = "model") -> OpenClipEncoder:
     """Build an open_clip CLIP from a custom architecture config (random init).
 
     ``architecture`` is open_clip's model-config JSON shape:
     ``{"embed_dim", "vision_cfg": {...}, "text_cfg": {...}}`` plus optional
-    ``"quick_gelu"`` and ``"preprocess"`` (mean/std/interpolation overrides).
+    ``"quick_gelu"``, ``"custom_text"``, ``"preprocess"`` (mean/std/
+    interpolation/resize_mode overrides) and ``"tokenizer"``. A ``vision_cfg``
+    whose ``layers`` is a list of four ints builds a ResNet visual tower.
     """
-    from open_clip.model import CLIP
-    from open_clip.tokenizer import SimpleTokenizer
-
-    cfg = {k: v for k, v in architecture.items() if k in ("embed_dim", "vision_cfg", "text_cfg", "quick_gelu")}
-    model = CLIP(**cfg)
-    ctx = architecture.get("text_cfg", {}).get("context_length", 77)
-    tok = SimpleTokenizer(context_length=ctx)
-    image_size = architecture["vision_cfg"].get("image_size", 224)
-    pp = dict(architecture.get("preprocess") or {})
-    pp.setdefault("image_size", image_size if isinstance(image_size, int) else image_size[0])
-    return OpenClipEncoder(model, tok, Preprocess(**pp), architecture=architecture, name=name)
+    model = build_model(architecture)
+    return OpenClipEncoder(model, build_tokenizer(architecture), preprocess_from(architecture),
+                           architecture=copy.deepcopy(architecture), name=name)

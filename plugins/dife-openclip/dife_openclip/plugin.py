@@ -1,27 +1,31 @@
-"""DIFE hook implementations of dife-openclip."""
+"""DIFE hook implementations of dife-openclip (imports nothing heavy)."""
 
 from dife_core import hookimpl
 from dife_core.types import ModelLoader
 
 
 def _load(source: str, *, trust: bool = False, device: str = "cpu", **options):
-    raise NotImplementedError("filled by the loaders issue")
+    from .loader import load
+
+    return load(source, trust=trust, device=device, **options)
+
+
+def _sniff(source: str) -> bool:
+    from .loader import sniff
+
+    return sniff(source)
 
 
 def _from_manifest(manifest: dict, weights_path, *, trust: bool = False, device: str = "cpu"):
-    from safetensors.torch import load_file
+    from .loader import from_manifest
 
-    from dife_core.model import Preprocess
-
-    from .encoder import build_custom
-
-    enc = build_custom(manifest["architecture"], name=manifest.get("name", "model"))
-    enc.model.load_state_dict(load_file(str(weights_path)))
-    enc.preprocess = Preprocess.from_dict(manifest["preprocess"])
-    return enc.to(device).eval()
+    return from_manifest(manifest, weights_path, trust=trust, device=device)
 
 
 @hookimpl
 def register_model_loaders(register):
-    register(ModelLoader(name="openclip", description="open_clip models: architecture + pretrained tag, local files, custom configs",
-                         load=_load, from_manifest=_from_manifest))
+    register(ModelLoader(
+        name="openclip",
+        description="open_clip models: ARCH[:TAG] (cached weights only), hf-hub:/local-dir: folders, "
+                    "custom architecture JSON, local safetensors/.pt/.bin files",
+        load=_load, sniff=_sniff, from_manifest=_from_manifest))
