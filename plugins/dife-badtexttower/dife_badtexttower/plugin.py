@@ -1,3 +1,13 @@
-"""DIFE hook implementations of dife-badtexttower."""
+"""DIFE hook implementations of dife-badtexttower.
 
-from dife_core import hookimpl  # noqa: F401
+The attack module imports no torch at module level, so registering it is cheap.
+"""
+
+from dife_core import hookimpl
+
+
+@hookimpl
+def register_attacks(register):
+    from .attack import ATTACK
+
+    register(ATTACK)

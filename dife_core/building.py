@@ -1,0 +1,374 @@
+"""Running attack recipes into DIFE checkpoints.
+
+An attack plugin registers a :class:`dife_core.types.Attack`: a card, an attrs
+config class (its defaults are the documented defaults) and a builder
+``build(ctx) -> BuildResult``. This module is the only place that runs
+builders, so every attack gets the same treatment:
+
+1. the config is made from the class defaults plus user overrides, with
+   errors that name the key and list the valid ones (:func:`make_config`);
+2. the build is keyed by content -- attack id, plugin version, config, clean
+   checkpoint fingerprint, world and seed -- and an existing checkpoint with
+   the same key is reused instead of rebuilt (:func:`build_key`);
+3. the builder trains a private copy of the clean model;
+4. its attack card is checked and completed (attack id, probe, config) and
+   the result is written with :func:`dife_core.checkpoint.save_checkpoint`,
+   the build record under the manifest's ``extra.build``.
+
+Torch is imported lazily; :func:`make_config` and :func:`config_fields` are
+cheap (``dife attacks`` uses them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import attrs
+
+from .errors import InvalidInputError, NotFoundError, PluginError, available
+
+#: Keys every per-checkpoint attack card carries (see dife_core.attacks.BuildResult).
+CARD_KEYS = ("attack", "route", "modifies", "trigger", "source", "target", "native",
+             "clean_utility", "probe", "config")
+NATIVE_KEYS = ("protocol", "metric", "value", "reference_value")
+TRIGGER_KEYS = ("channel", "name", "params")
+
+
+# -- configs ---------------------------------------------------------------------
+
+def config_fields(config_cls) -> list:
+    """``[{"name", "default", "doc"}]`` for an attack's attrs config class."""
+    out = []
+    for f in attrs.fields(config_cls):
+        default = f.default
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = default.factory()
+        out.append({"name": f.name, "default": default, "doc": f.metadata.get("doc", "")})
+    return out
+
+
+def _kind(v) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, (list, tuple)):
+        return "list"
+    if isinstance(v, dict):
+        return "table"
+    return type(v).__name__
+
+
+def make_config(attack, overrides: Optional[dict] = None, *, where: str = "config"):
+    """The attack's config: documented defaults with ``overrides`` applied.
+
+    Unknown keys and values of the wrong kind raise InvalidInputError naming
+    ``where`` (e.g. ``"spec.toml: attacks[0].config"``) and the valid keys.
+    A table-valued field (e.g. a trigger's parameters) is merged key by key
+    into its default, so ``trigger = {size = 0.2}`` keeps the other defaults.
+    """
+    cls = attack.config
+    overrides = dict(overrides or {})
+    fields = {f["name"]: f for f in config_fields(cls)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise InvalidInputError(
+            f"{where}: unknown key(s) {', '.join(unknown)} for attack {attack.name!r}; "
+            f"valid keys: {', '.join(sorted(fields))}."
+        )
+    values = {}
+    for key, value in overrides.items():
+        default = fields[key]["default"]
+        if default is not None and value is not None and _kind(default) != _kind(value):
+            raise InvalidInputError(
+                f"{where}.{key}: expected a {_kind(default)} (default {default!r}), got {value!r}."
+            )
+        if isinstance(default, dict) and isinstance(value, dict):
+            value = {**default, **value}
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        values[key] = value
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"{where}: invalid value for attack {attack.name!r}: {e}") from e
+
+
+def config_to_dict(config) -> dict:
+    """JSON-ready dict of a config (tuples become lists)."""
+    return json.loads(json.dumps(attrs.asdict(config), default=list))
+
+
+# -- triggers --------------------------------------------------------------------
+
+def trigger_params(name: str, params: Optional[dict] = None, *, where: str = "trigger") -> dict:
+    """The full parameter set of a registered trigger: its defaults plus ``params``."""
+    from .plugins import get_registry
+
+    trig = get_registry().get("triggers", name)
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(trig.defaults))
+    if unknown:
+        raise InvalidInputError(
+            f"{where}: unknown parameter(s) {', '.join(unknown)} for trigger {name!r}; "
+            f"valid: {', '.join(sorted(trig.defaults)) or '(none)'}."
+        )
+    return {**trig.defaults, **params}
+
+
+def resolve_trigger(spec, *, where: str = "trigger") -> Callable:
+    """The applying function of a trigger spec (``{"name", "params"}`` or a TriggerSpec)."""
+    from .plugins import get_registry
+
+    if hasattr(spec, "to_dict"):
+        spec = spec.to_dict()
+    name = spec["name"]
+    params = trigger_params(name, spec.get("params"), where=where)
+    try:
+        return get_registry().get("triggers", name).make(**params)
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"{where}: invalid parameters for trigger {name!r}: {e}") from e
+
+
+def trigger_card(name: str, params: Optional[dict] = None, *, where: str = "trigger") -> dict:
+    """The ``trigger`` entry of an attack card: channel, name and full parameters."""
+    from .plugins import get_registry
+
+    trig = get_registry().get("triggers", name)
+    full = trigger_params(name, params, where=where)
+    return {"channel": trig.channel, "name": name, "params": json.loads(json.dumps(full, default=list))}
+
+
+# -- progress --------------------------------------------------------------------
+
+class _NullTask:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def null_progress(description: str, total: Optional[int] = None):
+    """A progress reporter that shows nothing (tests, quiet runs)."""
+    yield _NullTask()
+
+
+def wants_progress(ctx) -> bool:
+    """True when the build should show progress (a reporter other than :func:`null_progress`)."""
+    return ctx.progress is not None and ctx.progress is not null_progress
+
+
+def rich_progress(console=None):
+    """A ``progress(description, total)`` reporter that draws rich bars on stderr."""
+
+    @contextlib.contextmanager
+    def progress(description: str, total: Optional[int] = None):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn(), console=console or Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(description, total=total)
+
+            class Task:
+                def advance(self, n: int = 1) -> None:
+                    bar.advance(task, n)
+
+            yield Task()
+
+    return progress
+
+
+# -- building --------------------------------------------------------------------
+
+@attrs.frozen
+class BuildOutcome:
+    """What :func:`build_attack` did."""
+
+    name: str  # checkpoint name
+    attack: str
+    path: Path
+    card: dict
+    key: str  # content key of the build
+    reused: bool  # True when an existing checkpoint with the same key was reused
+    seconds: float  # build time (0 when reused)
+
+
+def build_key(attack, config, *, clean_fingerprint: dict, world_name: str, seed: int) -> str:
+    """Content key of a build: same recipe, config, clean model, world and seed -> same key."""
+    from .plugins import get_registry
+
+    owner = get_registry().owner("attacks", attack.name)
+    info = get_registry().infos.get(owner or "")
+    payload = {
+        "attack": attack.name,
+        "plugin": [owner, info.version if info else None],
+        "config": config_to_dict(config),
+        "clean": clean_fingerprint,
+        "world": world_name,
+        "seed": int(seed),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _existing(path: Path, key: str) -> Optional[dict]:
+    from .checkpoint import is_checkpoint, read_manifest
+
+    if not is_checkpoint(path):
+        return None
+    try:
+        m = read_manifest(path)
+    except Exception:  # a broken folder is rebuilt, not trusted
+        return None
+    if (m.get("extra") or {}).get("build", {}).get("key") == key:
+        return m
+    return None
+
+
+def default_cache_dir() -> Path:
+    """``$DIFE_CACHE_DIR`` or ``~/.cache/dife``."""
+    return Path(os.environ.get("DIFE_CACHE_DIR") or Path.home() / ".cache" / "dife")
+
+
+def _complete_card(card: dict, attack, config, checkpoint_name: str) -> dict:
+    """Check a builder's card and fill what the core knows."""
+    owner = f"attack {attack.name!r}"
+    if not isinstance(card, dict):
+        raise PluginError(f"{owner}: build() returned a card of type {type(card).__name__}; expected a dict.")
+    card = dict(card)
+    card.setdefault("attack", attack.name)
+    card.setdefault("title", attack.card.title)
+    card.setdefault("route", attack.card.route)
+    card.setdefault("modifies", attack.card.modifies)
+    card.setdefault("probe", attack.card.probe)
+    card.setdefault("reference", attack.card.reference)
+    card["config"] = config_to_dict(config)
+    card["checkpoint"] = checkpoint_name
+    missing = [k for k in CARD_KEYS if k not in card]
+    trig = card.get("trigger")
+    if not isinstance(trig, dict) or any(k not in trig for k in TRIGGER_KEYS):
+        missing.append("trigger.{" + ",".join(TRIGGER_KEYS) + "}")
+    native = card.get("native")
+    if not isinstance(native, dict) or any(k not in native for k in NATIVE_KEYS):
+        missing.append("native.{" + ",".join(NATIVE_KEYS) + "}")
+    if not isinstance(card.get("clean_utility"), dict) or "clean_acc" not in card["clean_utility"]:
+        missing.append("clean_utility.clean_acc")
+    if missing:
+        raise PluginError(f"{owner}: its attack card lacks {', '.join(missing)}.")
+    return json.loads(json.dumps(card, default=_jsonable))
+
+
+def _jsonable(v):
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    if isinstance(v, (set, tuple)):
+        return list(v)
+    return str(v)
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def build_attack(attack_name: str, *, clean, world, overrides: Optional[dict] = None, seed: int = 0,
+                 device: str = "cpu", out: Optional[os.PathLike] = None, name: Optional[str] = None,
+                 cache_dir: Optional[os.PathLike] = None, force: bool = False,
+                 progress: Optional[Callable] = None, where: str = "config") -> BuildOutcome:
+    """Build one attack from a clean DualEncoder on a world, or reuse an identical build.
+
+    ``out`` is the checkpoint folder to write (default:
+    ``cache_dir/<name>-<key>``). A checkpoint already at ``out`` whose build
+    key matches is reused unless ``force``. ``overrides`` are config
+    overrides (see :func:`make_config`). The clean model is copied, never
+    modified.
+    """
+    import copy
+
+    from .attacks import BuildContext, BuildResult
+    from .checkpoint import save_checkpoint
+
+    attack = get_attack(attack_name, where=where.rsplit(".", 1)[0])
+    config = make_config(attack, overrides, where=where)
+    name = name or attack.name
+    key = build_key(attack, config, clean_fingerprint=clean.fingerprint(), world_name=world.name, seed=seed)
+    if out is None:
+        out = Path(cache_dir or default_cache_dir()) / "checkpoints" / f"{name}-{key}"
+    out = Path(out)
+    if not force:
+        manifest = _existing(out, key)
+        if manifest is not None:
+            return BuildOutcome(name=name, attack=attack.name, path=out, card=manifest.get("attack") or {},
+                                key=key, reused=True, seconds=0.0)
+
+    _seed_everything(seed)
+    model = copy.deepcopy(clean)
+    model.to(device)
+    model.invalidate_fingerprint()
+    ctx = BuildContext(clean=model, world=world, config=config, seed=seed, device=device,
+                       progress=progress or null_progress)
+    t0 = time.perf_counter()
+    result = attack.build(ctx)
+    seconds = time.perf_counter() - t0
+    if not isinstance(result, BuildResult):
+        raise PluginError(f"attack {attack.name!r}: build() returned {type(result).__name__}; "
+                          "expected dife_core.attacks.BuildResult.")
+    card = _complete_card(result.card, attack, config, name)
+    enc = result.model.eval()
+    enc.invalidate_fingerprint()
+    enc.name = name
+    build = {"key": key, "attack": attack.name, "seed": int(seed), "world": world.name,
+             "clean_fingerprint": clean.fingerprint(), "config": card["config"],
+             "seconds": round(seconds, 2)}
+    save_checkpoint(enc, out, attack=card, extra={"build": build}, artifacts=result.artifacts or None)
+    return BuildOutcome(name=name, attack=attack.name, path=out, card=card, key=key, reused=False,
+                        seconds=seconds)
+
+
+def attack_names() -> list:
+    from .plugins import get_registry
+
+    return sorted(get_registry().all("attacks"))
+
+
+def get_attack(name: str, *, where: str = "attack"):
+    from .plugins import get_registry
+
+    items = get_registry().all("attacks")
+    if name not in items:
+        raise NotFoundError(f"{where}: unknown attack {name!r}; {available(items)}.")
+    return items[name]
+
+
+
+# -- native-validation helpers for builders ----------------------------------------
+
+def embed_images(encoder, images, *, trigger: Optional[Callable] = None, seed: int = 0, batch_size: int = 512):
+    """L2-normalised image features (no grad, CPU), with an image trigger applied
+    batch by batch when given (``seed`` drives its per-image randomness)."""
+    import torch
+
+    from .utility import encode_images
+
+    if trigger is None:
+        return encode_images(encoder, images, batch_size=batch_size)
+    out = []
+    for lo in range(0, int(images.shape[0]), batch_size):
+        pix = images[lo:lo + batch_size]
+        if pix.dtype == torch.uint8:
+            pix = pix.float().div_(255.0)
+        out.append(encode_images(encoder, trigger(pix, seed=seed + lo), batch_size=batch_size))
+    return torch.cat(out)
