@@ -1,15 +1,20 @@
 """The DIFE checkpoint format: a folder with ``model.safetensors`` + ``dife.json``.
 
 ``dife.json`` (the manifest) holds the loader, its architecture description,
-preprocessing, branch fingerprints and an optional attack card. Loading needs
-no pickle: the loader named in the manifest rebuilds the model from the
-architecture and the safetensors weights.
+preprocessing, weight dtype, branch fingerprints and an optional attack card.
+Loading needs no pickle: the loader named in the manifest rebuilds the model
+from the architecture and the safetensors weights (header checked first by
+:mod:`dife_core.safeload`). Optional beside them: ``artifacts.safetensors``
+(attack artifacts, e.g. a learned prompt or trigger) and asset folders a
+loader needs (``tokenizer/`` for Hugging Face models), listed under
+``"assets"``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -18,23 +23,46 @@ from .errors import InvalidInputError, NotFoundError
 FORMAT = "dife-checkpoint/1"
 MANIFEST = "dife.json"
 WEIGHTS = "model.safetensors"
+ARTIFACTS = "artifacts.safetensors"
+#: keys every manifest must carry
+REQUIRED_KEYS = ("format", "loader", "architecture", "preprocess")
+
+
+def _cpu_tensors(tensors: dict) -> dict:
+    """Contiguous CPU copies safetensors accepts (it refuses tensors sharing storage)."""
+    out, seen = {}, set()
+    for k, v in tensors.items():
+        t = v.detach().to("cpu").contiguous()
+        key = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else None
+        if key is not None and key in seen:
+            t = t.clone()
+        elif key is not None:
+            seen.add(key)
+        out[k] = t
+    return out
 
 
 def save_checkpoint(encoder, path, *, attack: Optional[dict] = None, extra: Optional[dict] = None,
                     artifacts: Optional[dict] = None) -> Path:
-    """Write ``encoder`` (a DualEncoder) as a DIFE checkpoint folder, atomically."""
+    """Write ``encoder`` (a DualEncoder) as a DIFE checkpoint folder, atomically.
+
+    ``attack`` is the attack card (a JSON-able dict) or None for a clean model;
+    ``artifacts`` optional extra tensors (``artifacts.safetensors``).
+    """
     from safetensors.torch import save_file
 
     from . import __version__
 
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    sd = {k: v.detach().to("cpu").contiguous() for k, v in encoder.state_dict().items()}
-    save_file(sd, str(tmp / WEIGHTS))
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_file(_cpu_tensors(encoder.state_dict()), str(tmp / WEIGHTS))
     if artifacts:
-        save_file({k: v.detach().to("cpu").contiguous() for k, v in artifacts.items()},
-                  str(tmp / "artifacts.safetensors"))
+        save_file(_cpu_tensors(artifacts), str(tmp / ARTIFACTS))
+    save_assets = getattr(encoder, "save_assets", None)
+    assets = save_assets(tmp) if callable(save_assets) else {}
     manifest = {
         "format": FORMAT,
         "dife_version": __version__,
@@ -46,14 +74,13 @@ def save_checkpoint(encoder, path, *, attack: Optional[dict] = None, extra: Opti
         "fingerprint": encoder.fingerprint(),
         "attack": attack,
         "extra": extra or {},
+        "assets": assets or {},
     }
     with open(tmp / MANIFEST, "w") as f:
         json.dump(manifest, f, indent=2, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
     if path.exists():
-        import shutil
-
         shutil.rmtree(path)
     os.replace(tmp, path)
     return path
@@ -64,27 +91,69 @@ def is_checkpoint(path) -> bool:
 
 
 def read_manifest(path) -> dict:
+    """The validated manifest of a DIFE checkpoint folder."""
     p = Path(path) / MANIFEST
     if not p.is_file():
         raise NotFoundError(f"{path} is not a DIFE checkpoint folder (no {MANIFEST}).")
     try:
-        m = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        m = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise InvalidInputError(f"{p}: manifest is not valid JSON ({e}).") from e
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise InvalidInputError(f"{p}: unknown checkpoint format {m.get('format') if isinstance(m, dict) else m!r}; expected {FORMAT}.")
+    missing = [k for k in REQUIRED_KEYS if k not in m]
+    if missing:
+        raise InvalidInputError(f"{p}: manifest lacks {', '.join(missing)}.")
+    if not isinstance(m["loader"], str) or not isinstance(m["architecture"], dict) or not isinstance(m["preprocess"], dict):
+        raise InvalidInputError(f"{p}: manifest 'loader' must be a string, 'architecture' and 'preprocess' objects.")
+    if m.get("attack") is not None and not isinstance(m["attack"], dict):
+        raise InvalidInputError(f"{p}: manifest 'attack' must be an object (the attack card) or null.")
+    assets = m.get("assets") or {}
+    if not isinstance(assets, dict) or not all(isinstance(v, str) and Path(v).name == v for v in assets.values()):
+        raise InvalidInputError(f"{p}: manifest 'assets' must map names to plain folder names inside the checkpoint.")
     return m
 
 
-def load_checkpoint(path, *, trust: bool = False, device: str = "cpu"):
-    """Load a DIFE checkpoint folder through the loader its manifest names."""
+def load_checkpoint(path, *, trust: bool = False, device: str = "cpu", verify: bool = True):
+    """Load a DIFE checkpoint folder through the loader its manifest names.
+
+    With ``verify`` (default) the loaded weights must reproduce the branch
+    fingerprints recorded in the manifest; a mismatch means the weights were
+    changed after the manifest was written.
+    """
     from .plugins import get_registry
+    from .safeload import validate_safetensors
 
     manifest = read_manifest(path)
+    weights = Path(path) / WEIGHTS
+    if not weights.is_file():
+        raise NotFoundError(f"{path}: DIFE checkpoint has no {WEIGHTS}.")
+    validate_safetensors(weights)
     loader = get_registry().get("model_loaders", manifest["loader"])
     if loader.from_manifest is None:
         raise InvalidInputError(f"loader {loader.name!r} cannot rebuild DIFE checkpoints.")
-    enc = loader.from_manifest(manifest, Path(path) / WEIGHTS, trust=trust, device=device)
+    try:
+        enc = loader.from_manifest(manifest, weights, trust=trust, device=device)
+    except (KeyError, TypeError, ValueError) as e:
+        raise InvalidInputError(f"{path}: manifest architecture does not build a {loader.name} model ({type(e).__name__}: {e}).") from e
     enc.name = manifest.get("name", enc.name)
     enc.manifest = manifest
+    enc.source = str(path)
+    recorded = manifest.get("fingerprint")
+    if verify and isinstance(recorded, dict) and recorded:
+        actual = enc.fingerprint()
+        bad = sorted(b for b in ("visual", "text") if b in recorded and recorded[b] != actual[b])
+        if bad:
+            raise InvalidInputError(
+                f"{path}: {' and '.join(bad)} weights do not match the manifest fingerprint "
+                f"({', '.join(f'{b}: recorded {recorded[b]}, loaded {actual[b]}' for b in bad)}); "
+                f"the weights were changed after the manifest was written.")
     return enc
+
+
+def load_artifacts(path, *, device: str = "cpu") -> dict:
+    """The attack artifacts of a checkpoint folder (``{}`` when there are none)."""
+    from .safeload import load_safetensors
+
+    p = Path(path) / ARTIFACTS
+    return load_safetensors(p, device=device) if p.is_file() else {}

@@ -18,6 +18,11 @@ from typing import Optional
 from .errors import DifeError, InvalidInputError, NotFoundError, available
 
 
+class ArchitectureUnknownError(InvalidInputError):
+    """The weights are readable but nothing says which architecture they fit
+    (a bare weight file). ``dife inspect`` still reports them tensor by tensor."""
+
+
 @contextlib.contextmanager
 def offline_hub():
     """Make huggingface_hub (and transformers, open_clip through it) cache-only
@@ -85,6 +90,10 @@ def load_model(source: str, *, loader: str = "auto", trust: bool = False, device
             if not hits:
                 loaders = reg.all("model_loaders")
                 exists = Path(source).exists()
+                if Path(source).is_file():
+                    raise ArchitectureUnknownError(
+                        f"{source}: no model loader recognises this file on its own; name the loader and its "
+                        f"architecture (e.g. loader='openclip', architecture='ViT-B-32'); {available(loaders)}.")
                 raise NotFoundError(
                     f"no model loader recognises {source!r}" + ("" if exists else " (it is not an existing file or folder either)")
                     + f"; pass loader=NAME (--loader NAME); {available(loaders)}.",
@@ -108,4 +117,4 @@ def _check_device(device) -> None:
         raise InvalidInputError(f"unknown device {dev!r}; use cpu, cuda or cuda:N.")
 
 
-__all__ = ["load_model", "offline_hub", "sniff_loaders", "DifeError"]
+__all__ = ["load_model", "offline_hub", "sniff_loaders", "ArchitectureUnknownError", "DifeError"]

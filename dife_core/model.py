@@ -212,6 +212,12 @@ class DualEncoder:
         """Call after changing weights in place (training)."""
         self._fingerprint = None
 
+    def save_assets(self, folder) -> dict:
+        """Write files besides the weights that a DIFE checkpoint needs to
+        rebuild this encoder (e.g. tokenizer files); returns ``{asset: folder
+        name}`` for the manifest. Default: none."""
+        return {}
+
     def recombine(self, *, visual_from: "DualEncoder", text_from: "DualEncoder") -> "HybridEncoder":
         """Branch-swap hybrid: image tower of ``visual_from``, text tower of
         ``text_from``, logit scale of ``self`` (the clean reference). Shares

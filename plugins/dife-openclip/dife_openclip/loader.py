@@ -306,7 +306,9 @@ def resolve(source: str, options: dict) -> Resolved:
             model_cfg, pp = _split_config(_read_json(p.parent / CONFIG_NAME, "open_clip config"), str(p.parent / CONFIG_NAME))
             arch = _architecture(model_cfg, pp, model_name=None)
         else:
-            raise InvalidInputError(
+            from dife_core.loading import ArchitectureUnknownError
+
+            raise ArchitectureUnknownError(
                 f"{src}: a bare weight file does not say its architecture; pass architecture=NAME|JSON "
                 f"(e.g. --option architecture=ViT-B-32) or put {CONFIG_NAME} beside it.")
         return Resolved(arch, p, "weight-file", p.stem)

@@ -1,0 +1,352 @@
+"""Load Hugging Face CLIP-like checkpoints without running code from them.
+
+Sources: a ``save_pretrained`` folder (``config.json`` + weights + tokenizer
+files), ``hf-hub:org/repo`` or a bare ``org/repo`` id that is in the local
+cache. The config is read as JSON and the model class is chosen from
+DIFE's family table by ``model_type``; ``trust_remote_code`` is never set, and
+a config whose ``auto_map`` points at custom code is reported, not executed.
+Weights go through :mod:`dife_core.safeload` (safetensors header checks,
+weights_only pickle), never through ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Optional
+
+from dife_core.errors import InvalidInputError, NotFoundError
+
+from .encoder import FAMILIES, Family, family_for
+
+HF_PREFIX = "hf-hub:"
+CONFIG = "config.json"
+PREPROCESSOR = "preprocessor_config.json"
+SAFE_WEIGHTS = "model.safetensors"
+SAFE_INDEX = "model.safetensors.index.json"
+PICKLE_WEIGHTS = "pytorch_model.bin"
+PICKLE_INDEX = "pytorch_model.bin.index.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
+                   "special_tokens_map.json", "spiece.model", "tokenizer.model", "added_tokens.json")
+
+
+class RemoteCodeWarning(UserWarning):
+    """A config asks for custom code (``auto_map``); DIFE ignores it."""
+
+
+# -- where the files are ----------------------------------------------------------
+
+class _Files:
+    """Files of one model, in a local folder or in the hub cache (never fetched)."""
+
+    def __init__(self, folder: Optional[Path] = None, repo: Optional[str] = None, cache_dir=None):
+        self.folder, self.repo, self.cache_dir = folder, repo, cache_dir
+        self.label = str(folder) if folder is not None else f"hf-hub:{repo}"
+
+    def get(self, filename: str) -> Optional[Path]:
+        if Path(filename).name != filename or filename in ("", ".", ".."):
+            raise InvalidInputError(f"{self.label}: refusing file name {filename!r} (not a plain file name inside the model).")
+        if self.folder is not None:
+            p = self.folder / filename
+            return p if p.is_file() else None
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            hit = try_to_load_from_cache(self.repo, filename, cache_dir=self.cache_dir)
+        except Exception:
+            return None
+        return Path(hit) if isinstance(hit, str) and os.path.isfile(hit) else None
+
+    @property
+    def tokenizer_source(self) -> str:
+        if self.folder is not None:
+            return str(self.folder)
+        cfg = self.get(CONFIG) or self.get("tokenizer_config.json")
+        return str(cfg.parent) if cfg is not None else self.repo
+
+
+def _read_json(path: Path, label: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InvalidInputError(f"{label}: {path.name} is not valid JSON ({e}).") from e
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{label}: {path.name} must be a JSON object.")
+    return data
+
+
+def _files_for(source: str, options: dict) -> _Files:
+    src = str(source)
+    cache_dir = options.get("cache_dir")
+    if src.startswith(HF_PREFIX):
+        return _Files(repo=src[len(HF_PREFIX):].strip("/"), cache_dir=cache_dir)
+    p = Path(src).expanduser()
+    if p.is_dir():
+        return _Files(folder=p)
+    if p.is_file() and p.name == CONFIG:
+        return _Files(folder=p.parent)
+    if p.exists():
+        raise InvalidInputError(f"{src}: the hfclip loader needs a save_pretrained folder (with {CONFIG}), not a single file.")
+    if _looks_like_repo_id(src):
+        return _Files(repo=src, cache_dir=cache_dir)
+    raise NotFoundError(f"{src}: no such folder, and not a hub id (org/name).")
+
+
+def _looks_like_repo_id(src: str) -> bool:
+    parts = src.split("/")
+    return len(parts) == 2 and all(parts) and not src.startswith((".", "~")) and " " not in src
+
+
+# -- config -------------------------------------------------------------------------
+
+def read_config(files: _Files) -> tuple:
+    """(config dict, Family, notes) -- JSON only, nothing imported or executed."""
+    path = files.get(CONFIG)
+    if path is None:
+        where = "the local Hugging Face cache" if files.repo else files.label
+        raise NotFoundError(f"{files.label}: {CONFIG} not found in {where}; DIFE never downloads.",
+                            hint="Use a save_pretrained folder, or fetch the repo on a connected machine and copy the cache (HF_HOME).")
+    cfg = _read_json(path, files.label)
+    notes = []
+    for where, data in (("config.json", cfg), ("tokenizer_config.json", _maybe_json(files, "tokenizer_config.json")),
+                        (PREPROCESSOR, _maybe_json(files, PREPROCESSOR))):
+        if data and data.get("auto_map"):
+            notes.append(f"{where} has auto_map {json.dumps(data['auto_map'], sort_keys=True)} (custom code); "
+                         f"ignored: DIFE never sets trust_remote_code")
+    model_type = cfg.get("model_type")
+    family = family_for(model_type) if isinstance(model_type, str) else None
+    if family is None:
+        raise InvalidInputError(
+            f"{files.label}: model_type {model_type!r} is not a CLIP-like family DIFE knows; "
+            f"supported: {', '.join(sorted(FAMILIES))}.")
+    for n in notes:
+        warnings.warn(f"{files.label}: {n}", RemoteCodeWarning, stacklevel=3)
+    return cfg, family, notes
+
+
+def _maybe_json(files: _Files, name: str) -> Optional[dict]:
+    p = files.get(name)
+    if p is None:
+        return None
+    try:
+        return _read_json(p, files.label)
+    except InvalidInputError:
+        return None
+
+
+def build_config(family: Family, cfg: dict):
+    import transformers
+
+    cls = getattr(transformers, family.config_class)
+    clean = {k: v for k, v in cfg.items() if k not in ("auto_map",)}
+    try:
+        return cls.from_dict(clean)
+    except (TypeError, ValueError, KeyError) as e:
+        raise InvalidInputError(f"{family.model_type} config is invalid: {e}.") from e
+
+
+def build_model(family: Family, config):
+    import transformers
+
+    return getattr(transformers, family.model_class)(config)
+
+
+# -- preprocessing ---------------------------------------------------------------
+
+_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic", 1: "bicubic", 4: "bilinear", 5: "bicubic"}
+
+
+def preprocess_from(family: Family, config, pp: Optional[dict]):
+    """DIFE Preprocess from preprocessor_config.json (or family defaults)."""
+    from dife_core.model import Preprocess
+
+    size = int(config.vision_config.image_size)
+    mean, std, interp, mode = family.mean, family.std, "bicubic", family.resize_mode
+    if pp:
+        if pp.get("do_normalize", True) is False:
+            mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        else:
+            mean = tuple(pp.get("image_mean") or mean)
+            std = tuple(pp.get("image_std") or std)
+        interp = _RESAMPLE.get(pp.get("resample"), interp) if isinstance(pp.get("resample"), int) else interp
+        crop = pp.get("crop_size")
+        if pp.get("do_center_crop") and crop:
+            size = int(crop["height"] if isinstance(crop, dict) else crop)
+            mode = "shortest"
+        elif isinstance(pp.get("size"), dict) and "height" in pp["size"]:
+            size, mode = int(pp["size"]["height"]), "squash"
+        elif isinstance(pp.get("size"), dict) and "shortest_edge" in pp["size"]:
+            size, mode = int(pp["size"]["shortest_edge"]), "shortest"
+    return Preprocess(image_size=size, mean=mean, std=std, interpolation=interp, resize_mode=mode)
+
+
+# -- weights ---------------------------------------------------------------------
+
+def load_weights(files: _Files, *, trust: bool) -> tuple:
+    """(state dict, list of weight files) -- safetensors preferred, shards supported."""
+    from dife_core.safeload import load_state_dict
+
+    for single, index in ((SAFE_WEIGHTS, SAFE_INDEX), (PICKLE_WEIGHTS, PICKLE_INDEX)):
+        p = files.get(single)
+        if p is not None:
+            return load_state_dict(p, trust=trust), [p]
+        ip = files.get(index)
+        if ip is not None:
+            idx = _read_json(ip, files.label)
+            wmap = idx.get("weight_map")
+            if not isinstance(wmap, dict) or not wmap:
+                raise InvalidInputError(f"{files.label}: {index} has no weight_map.")
+            shards = sorted(set(map(str, wmap.values())))
+            sd, paths = {}, []
+            for shard in shards:
+                sp = files.get(shard)  # refuses ../ tricks
+                if sp is None:
+                    raise NotFoundError(f"{files.label}: shard {shard!r} named in {index} is missing.")
+                part = load_state_dict(sp, trust=trust)
+                dup = set(sd) & set(part)
+                if dup:
+                    raise InvalidInputError(f"{files.label}: tensor {sorted(dup)[0]!r} appears in two shards.")
+                sd.update(part)
+                paths.append(sp)
+            return sd, paths
+    raise NotFoundError(f"{files.label}: no weights found; looked for {SAFE_WEIGHTS}, {SAFE_INDEX}, {PICKLE_WEIGHTS}, {PICKLE_INDEX}.")
+
+
+def fit_state_dict(model, sd: dict, *, where: str) -> None:
+    """Strict load, tolerating only buffers transformers no longer saves."""
+    own = model.state_dict()
+    sd = {k: v for k, v in sd.items() if not (k.endswith("position_ids") and k not in own)}
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    wrong = sorted(k for k in set(own) & set(sd) if tuple(own[k].shape) != tuple(sd[k].shape))
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        if wrong:
+            parts.append("shape mismatch: " + ", ".join(f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:3]))
+        raise InvalidInputError(f"{where}: weights do not match the config: {'; '.join(parts)}.")
+    model.load_state_dict(sd, strict=True)
+
+
+def load_tokenizer(source: str, label: str):
+    """AutoTokenizer from local files only, without remote code."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source, local_files_only=True, trust_remote_code=False)
+    except Exception as e:  # missing files, unknown class, remote code request
+        raise NotFoundError(
+            f"{label}: could not load its tokenizer from local files ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+            f"expected one of {', '.join(TOKENIZER_FILES)}.") from e
+
+
+# -- public entry points -------------------------------------------------------
+
+def _architecture(family: Family, config, notes: list) -> dict:
+    arch = {"family": family.model_type, "config": config.to_dict(), "padding": family.padding,
+            "max_length": int(config.text_config.max_position_embeddings),
+            "text_inputs": list(family.text_inputs)}
+    if notes:
+        arch["notes"] = list(notes)
+    return arch
+
+
+def _dtype(precision):
+    import torch
+
+    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
+             "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if precision not in table:
+        raise InvalidInputError(f"unknown precision {precision!r}; known: {', '.join(table)}.")
+    return table[precision]
+
+
+def load(source: str, *, trust: bool = False, device: str = "cpu", name: Optional[str] = None, **options):
+    """Load a transformers CLIP/SigLIP model as an HFClipEncoder."""
+    from dife_core.loading import offline_hub
+
+    from .encoder import HFClipEncoder
+
+    known = {"cache_dir", "precision"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InvalidInputError(f"hfclip loader: unknown options {unknown}; known: {sorted(known)}.")
+    with offline_hub():
+        files = _files_for(source, options)
+        cfg, family, notes = read_config(files)
+        config = build_config(family, cfg)
+        sd, paths = load_weights(files, trust=trust)
+        tokenizer = load_tokenizer(files.tokenizer_source, files.label)
+        model = build_model(family, config)
+        fit_state_dict(model, sd, where=files.label)
+        pp = preprocess_from(family, config, _maybe_json(files, PREPROCESSOR))
+    default = files.repo.split("/")[-1] if files.repo else files.folder.name
+    enc = HFClipEncoder(model, tokenizer, pp, family=family, architecture=_architecture(family, config, notes),
+                        name=name or default)
+    enc.source = str(source)
+    enc.weights_path = str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
+    enc.notes = notes
+    precision = options.get("precision")
+    enc.to(device, _dtype(precision) if precision else None)
+    enc.invalidate_fingerprint()
+    return enc.eval()
+
+
+def from_manifest(manifest: dict, weights_path, *, trust: bool = False, device: str = "cpu"):
+    """Rebuild an HFClipEncoder from a DIFE checkpoint (safetensors + tokenizer files)."""
+    from dife_core.model import Preprocess
+    from dife_core.safeload import load_safetensors
+
+    from .encoder import HFClipEncoder
+
+    arch = manifest["architecture"]
+    family = family_for(arch.get("family"))
+    if family is None:
+        raise InvalidInputError(f"manifest names unknown hfclip family {arch.get('family')!r}; supported: {', '.join(sorted(FAMILIES))}.")
+    folder = Path(weights_path).parent
+    tok_rel = (manifest.get("assets") or {}).get("tokenizer", "tokenizer")
+    tok_dir = folder / tok_rel
+    if Path(tok_rel).name != tok_rel or not tok_dir.is_dir():
+        raise InvalidInputError(f"{folder}: hfclip checkpoint lacks its tokenizer folder {tok_rel!r}.")
+    config = build_config(family, arch["config"])
+    model = build_model(family, config)
+    fit_state_dict(model, load_safetensors(weights_path), where=str(weights_path))
+    from dife_core.loading import offline_hub
+
+    with offline_hub():
+        tokenizer = load_tokenizer(str(tok_dir), str(folder))
+    pp = Preprocess.from_dict(manifest["preprocess"])
+    enc = HFClipEncoder(model, tokenizer, pp, family=family, architecture=arch, name=manifest.get("name", "model"))
+    dtype = manifest.get("dtype")
+    enc.to(device, _dtype(dtype) if dtype else None)
+    return enc.eval()
+
+
+def sniff(source: str) -> bool:
+    """True for a folder or cached hub id whose config.json names a supported family."""
+    src = str(source)
+    try:
+        if src.startswith(HF_PREFIX):
+            files = _Files(repo=src[len(HF_PREFIX):].strip("/"))
+        else:
+            p = Path(src).expanduser()
+            if p.is_dir():
+                files = _Files(folder=p)
+            elif p.exists() or not _looks_like_repo_id(src):
+                return False
+            else:
+                files = _Files(repo=src)
+        if files.get("open_clip_config.json") is not None:
+            return False  # an open_clip repo; the openclip loader owns it
+        cfg_path = files.get(CONFIG)
+        if cfg_path is None:
+            return False
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        return isinstance(cfg, dict) and cfg.get("model_type") in FAMILIES
+    except Exception:
+        return False
