@@ -139,13 +139,19 @@ class Attack:
     ``build(ctx) -> dife_core.attacks.BuildResult`` where ``ctx`` is a
     :class:`dife_core.attacks.BuildContext`. ``repair_probe`` (optional,
     mechanism attacks) is ``repair_probe(ctx) -> dict[str, float]`` with keys
-    ``full``, ``prompt_only``, ``trigger_only``, ``both_clean``.
+    ``full``, ``prompt_only``, ``trigger_only``, ``both_clean``. ``scorer``
+    (optional, mechanism attacks) is ``scorer(ctx) -> fn(pixels) -> logits
+    [N, C]`` over the world's class names: the classifier the attack ships
+    (e.g. a prompt-tuned classifier); interfaces whose card accepts the
+    ``mechanism`` channel score it. Both receive a
+    :class:`dife_core.engine.context.MechanismContext`.
     """
 
     card: AttackCard
     config: type  # an attrs class; its defaults are the documented defaults
     build: Callable[..., Any] = attrs.field(validator=_is_callable)
     repair_probe: Optional[Callable[..., Any]] = attrs.field(default=None, validator=_opt_callable)
+    scorer: Optional[Callable[..., Any]] = attrs.field(default=None, validator=_opt_callable)
 
     @property
     def name(self) -> str:
