@@ -1,1 +1,303 @@
-"""Built-in datasets (filled by the engine)."""
+"""Built-in datasets for users who bring their own data.
+
+- ``csv``: an open_clip-style CSV of image paths and captions (columns
+  ``filepath`` and ``title`` by default) -> a captioned retrieval pool. Given
+  ``classnames``, each caption is labelled by the first class name it
+  mentions (the paper identifies automobile / airplane on COCO this way);
+  given also ``source`` and ``target``, fixed rerank lists and selection
+  groups are drawn from the pool.
+- ``imagefolder``: an ImageFolder-style folder, ``ROOT/<class name>/<image>``
+  -> labelled classification images (and ``train`` from ``train_path``).
+
+Population names hash the file list, sizes and modification times, so a
+changed dataset never reuses stale cached embeddings.
+
+:func:`make_candidate_lists` is the generic way to fix candidate lists before
+any scoring; the shapes world uses it too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+from dife_core import hookimpl
+from dife_core.types import Dataset
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+# -- candidate lists -------------------------------------------------------------
+
+def make_candidate_lists(name: str, labels, *, queries, source: int, target: int, k: int = 10,
+                         n_targets: int = 1, n_sources: int = 3, rng=None, seed: int = 0):
+    """Fix ranking problems over a labelled pool, before any scoring.
+
+    One list per query: ``n_targets`` target-class items, ``n_sources``
+    source-class items (what a clean model should rank first for a source
+    query) and ``k - n_targets - n_sources`` items of other classes, in a
+    random order. Returns :class:`dife_core.populations.CandidateLists` whose
+    ``candidates`` index the pool.
+    """
+    import numpy as np
+
+    from dife_core.errors import InvalidInputError
+    from dife_core.populations import CandidateLists
+
+    rng = rng if rng is not None else np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    tgt = np.flatnonzero(labels == target)
+    src = np.flatnonzero(labels == source)
+    other = np.flatnonzero((labels != target) & (labels != source))
+    n_other = k - n_targets - n_sources
+    for what, have, need in (("target", tgt, n_targets), ("source", src, n_sources), ("other", other, n_other)):
+        if need < 0 or len(have) < need:
+            raise InvalidInputError(
+                f"{name}: cannot build lists of {k} with {n_targets} target and {n_sources} source items: "
+                f"the pool has {len(have)} {what} items (need {max(need, 0)}).")
+    cands = np.empty((len(queries), k), dtype=np.int64)
+    marks = np.zeros((len(queries), k), dtype=bool)
+    for q in range(len(queries)):
+        row = np.concatenate([rng.choice(tgt, n_targets, replace=False),
+                              rng.choice(src, n_sources, replace=False),
+                              rng.choice(other, n_other, replace=False)])
+        is_t = np.arange(k) < n_targets
+        order = rng.permutation(k)
+        cands[q], marks[q] = row[order], is_t[order]
+    return CandidateLists(name=name, queries=tuple(queries), candidates=cands, targets=marks)
+
+
+# -- image files -------------------------------------------------------------------
+
+def load_image(path, image_size: int):
+    """One image file -> float tensor ``[3, S, S]`` in [0, 1] (shorter side
+    resized to ``image_size``, centre crop, like CLIP's preprocessing)."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from dife_core.errors import InvalidInputError, NotFoundError
+
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"image file {path} does not exist.")
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            s = image_size / min(w, h)
+            im = im.resize((max(image_size, round(w * s)), max(image_size, round(h * s))), Image.BICUBIC)
+            w, h = im.size
+            left, top = (w - image_size) // 2, (h - image_size) // 2
+            im = im.crop((left, top, left + image_size, top + image_size))
+            arr = np.asarray(im, dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise InvalidInputError(f"image file {path} cannot be read as an image ({e}).") from e
+    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
+
+
+def _load_images(paths, image_size: int, where):
+    import torch
+
+    from dife_core.errors import DifeError
+
+    out = []
+    for p, w in zip(paths, where):
+        try:
+            out.append(load_image(p, image_size))
+        except DifeError as e:
+            raise type(e)(f"{w}: {e}") from e
+    if not out:
+        return torch.zeros((0, 3, image_size, image_size))
+    return torch.stack(out)
+
+
+def _content_id(kind: str, files, options: dict) -> str:
+    h = hashlib.sha256()
+    h.update(kind.encode())
+    h.update(json.dumps(options, sort_keys=True, default=str).encode())
+    for f in files:
+        f = Path(f)
+        st = f.stat() if f.exists() else None
+        h.update(f"{f.resolve()}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}\n".encode())
+    return h.hexdigest()[:10]
+
+
+def _split_names(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",")]
+    return tuple(v for v in value if v)
+
+
+def keyword_labels(captions, classnames) -> list:
+    """Label each caption by the first class name it mentions as a whole word
+    (case-insensitive); ``-1`` when none is mentioned."""
+    pats = [re.compile(r"\b" + re.escape(c.lower()) + r"s?\b") for c in classnames]
+    labels = []
+    for cap in captions:
+        low = cap.lower()
+        hits = [(m.start(), j) for j, p in enumerate(pats) for m in [p.search(low)] if m]
+        labels.append(min(hits)[1] if hits else -1)
+    return labels
+
+
+def _resolve_roles(classnames, source, target, where):
+    from dife_core.errors import InvalidInputError
+
+    if (source is None) != (target is None):
+        raise InvalidInputError(f"{where}: give both source and target, or neither.")
+    if source is None:
+        return None
+    if not classnames:
+        raise InvalidInputError(f"{where}: source/target need classnames to identify them in captions.")
+    for role, c in (("source", source), ("target", target)):
+        if c not in classnames:
+            raise InvalidInputError(f"{where}: {role} {c!r} is not among classnames ({', '.join(classnames)}).")
+    return classnames.index(source), classnames.index(target)
+
+
+# -- csv ---------------------------------------------------------------------------
+
+def load_csv(path, *, img_key: str = "filepath", caption_key: str = "title", sep: str = ",",
+             root=None, image_size: int = 224, classnames=None, source=None, target=None,
+             max_items=None, templates=("a photo of a {}",), seed: int = 0, rerank_k: int = 10,
+             n_rerank: int = 100, selection_k: int = 10, selection_targets: int = 2, n_selection: int = 100):
+    """An open_clip-style CSV (one image path and one caption per row) -> World."""
+    import csv
+
+    import numpy as np
+
+    from dife_core.errors import InvalidInputError, NotFoundError
+    from dife_core.populations import CaptionedPool, World
+
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"CSV dataset {path} does not exist.")
+    root = Path(root) if root is not None else path.parent
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter="\t" if sep in ("\\t", "tab") else sep)
+        fields = reader.fieldnames or []
+        for key, opt in ((img_key, "img_key"), (caption_key, "caption_key")):
+            if key not in fields:
+                raise InvalidInputError(
+                    f"{path}: no column {key!r} (option {opt}); columns: {', '.join(fields) or '(none)'}.")
+        rows = [(r[img_key], r[caption_key]) for r in reader]
+    if max_items is not None:
+        rows = rows[: int(max_items)]
+    if not rows:
+        raise InvalidInputError(f"{path}: no rows.")
+    files = [Path(p) if os.path.isabs(p) else root / p for p, _ in rows]
+    caps = tuple(c for _, c in rows)
+    classnames = _split_names(classnames)
+    roles = _resolve_roles(classnames, source, target, str(path))
+    opts = {"img_key": img_key, "caption_key": caption_key, "image_size": image_size, "classnames": classnames,
+            "source": source, "target": target, "seed": seed, "captions": caps}
+    name = f"csv-{path.stem}-{_content_id('csv', files, opts)}"
+    images = _load_images(files, image_size, [f"{path} row {i + 2}" for i in range(len(files))])
+    labels = np.asarray(keyword_labels(caps, classnames) if classnames else [-1] * len(caps), dtype=np.int64)
+    pool = CaptionedPool(name=f"{name}/pool", images=images, captions=caps, labels=labels,
+                         classnames=classnames or ())
+    rerank = selection = None
+    if roles is not None:
+        s, t = roles
+        rng = np.random.default_rng(seed)
+        queries = [caps[i] for i in rng.permutation(np.flatnonzero(labels == s))]
+        if not queries:
+            raise InvalidInputError(f"{path}: no caption mentions the source {source!r}, so there are no queries.")
+        q_r = (queries * (n_rerank // len(queries) + 1))[:n_rerank]
+        q_s = (queries * (n_selection // len(queries) + 1))[:n_selection]
+        rerank = make_candidate_lists(f"{name}/rerank-{source}-{target}", labels, queries=q_r, source=s, target=t,
+                                      k=rerank_k, n_targets=1, n_sources=min(3, rerank_k - 1),
+                                      rng=np.random.default_rng([seed, 7]))
+        selection = make_candidate_lists(f"{name}/selection-{source}-{target}", labels, queries=q_s, source=s,
+                                         target=t, k=selection_k, n_targets=selection_targets,
+                                         n_sources=min(3, selection_k - selection_targets),
+                                         rng=np.random.default_rng([seed, 8]))
+    return World(name=name, classnames=classnames or (), templates=tuple(templates),
+                 source=source or "", target=target or "", pool=pool, rerank=rerank, selection=selection)
+
+
+# -- image folder -----------------------------------------------------------------
+
+def _scan_folder(root: Path, max_per_class=None):
+    from dife_core.errors import InvalidInputError, NotFoundError
+
+    if not root.is_dir():
+        raise NotFoundError(f"image folder {root} does not exist (expected ROOT/<class name>/<images>).")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise InvalidInputError(f"image folder {root} has no class sub-folders (expected ROOT/<class name>/<images>).")
+    files, labels = [], []
+    for j, c in enumerate(classes):
+        fs = sorted(f for f in (root / c).rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+        if max_per_class is not None:
+            fs = fs[: int(max_per_class)]
+        files += fs
+        labels += [j] * len(fs)
+    if not files:
+        raise InvalidInputError(f"image folder {root} has no images ({', '.join(IMAGE_EXTENSIONS)}).")
+    return classes, files, labels
+
+
+def load_imagefolder(path, *, train_path=None, image_size: int = 224, max_per_class=None, classnames=None,
+                     templates=("a photo of a {}",), source=None, target=None):
+    """``ROOT/<class>/<image>`` -> World with ``classification`` (and ``train``).
+
+    Class names are the folder names with ``_`` read as spaces, unless
+    ``classnames`` (one per folder, in sorted folder order) is given.
+    """
+    import numpy as np
+
+    from dife_core.errors import InvalidInputError
+    from dife_core.populations import LabelledImages, World
+
+    root = Path(path)
+    folders, files, labels = _scan_folder(root, max_per_class)
+    names = _split_names(classnames) or tuple(f.replace("_", " ") for f in folders)
+    if len(names) != len(folders):
+        raise InvalidInputError(f"{root}: {len(names)} classnames given for {len(folders)} class folders "
+                                f"({', '.join(folders)}).")
+    _resolve_roles(names, source, target, str(root))
+    opts = {"image_size": image_size, "classnames": names}
+    name = f"folder-{root.name}-{_content_id('imagefolder', files, opts)}"
+    test = LabelledImages(name=f"{name}/test", images=_load_images(files, image_size, [str(root)] * len(files)),
+                          labels=np.asarray(labels, dtype=np.int64), classnames=names)
+    train = None
+    if train_path is not None:
+        troot = Path(train_path)
+        tfolders, tfiles, tlabels = _scan_folder(troot, max_per_class)
+        if tfolders != folders:
+            raise InvalidInputError(f"{troot}: class folders ({', '.join(tfolders)}) differ from {root} "
+                                    f"({', '.join(folders)}).")
+        tname = f"folder-{troot.name}-{_content_id('imagefolder', tfiles, opts)}"
+        train = LabelledImages(name=f"{tname}/train",
+                               images=_load_images(tfiles, image_size, [str(troot)] * len(tfiles)),
+                               labels=np.asarray(tlabels, dtype=np.int64), classnames=names)
+    return World(name=name, classnames=names, templates=tuple(templates), source=source or "",
+                 target=target or "", classification=test, train=train)
+
+
+@hookimpl
+def register_datasets(register):
+    register(Dataset(
+        name="csv",
+        description="open_clip-style CSV of image paths and captions -> retrieval pool (+ rerank/selection lists)",
+        load=load_csv,
+        provides=("pool", "rerank", "selection"),
+        options={"path": None, "img_key": "filepath", "caption_key": "title", "sep": ",", "root": None,
+                 "image_size": 224, "classnames": None, "source": None, "target": None, "max_items": None,
+                 "seed": 0},
+    ))
+    register(Dataset(
+        name="imagefolder",
+        description="ImageFolder-style ROOT/<class>/<image> -> labelled classification (+ train) images",
+        load=load_imagefolder,
+        provides=("classification", "train"),
+        options={"path": None, "train_path": None, "image_size": 224, "max_per_class": None,
+                 "classnames": None, "source": None, "target": None},
+    ))

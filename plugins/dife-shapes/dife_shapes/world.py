@@ -1,0 +1,189 @@
+"""The shapes world: every audit population, generated from a seed.
+
+``make_world("default", seed=0)`` returns a :class:`dife_core.populations.World`
+with ten CIFAR-10-named classes drawn as distinct glyphs under random colour,
+size, position, rotation, background and noise, natural captions, and:
+
+- ``classification`` -- labelled test images;
+- ``train`` -- labelled images for frozen-feature downstream classifiers;
+- ``pool`` -- a captioned retrieval pool; the source / target concepts are
+  identified by their class-name keywords in captions;
+- ``rerank`` -- fixed short lists (10 pool images, 1 target-class image each)
+  for clean queries about the source concept;
+- ``selection`` -- fixed groups (10 candidates, 2 targets); the 6-with-1
+  variant is ``extras["selection_6x1"]``;
+- ``shadow`` -- images for encoder attacks (labels kept, attacks may ignore them);
+- ``extras["train_pairs"]`` -- the contrastive training pairs (images + captions).
+
+Every split has its own random stream derived from ``(seed, split)``, so
+changing one split's size never changes another split's images, and candidate
+lists are fixed from the seed before any model sees them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Optional
+
+import attrs
+import numpy as np
+
+from . import render
+
+TEMPLATES = (
+    "a photo of a {}",
+    "a picture of a {}",
+    "a drawing of a {}",
+    "a close-up photo of a {}",
+)
+
+DEFAULT_SOURCE = "automobile"
+DEFAULT_TARGET = "airplane"
+
+
+@attrs.frozen
+class WorldPreset:
+    """Sizes of each population (images are ``image_size`` squared)."""
+
+    name: str
+    image_size: int = 32
+    n_train_pairs: int = 30000
+    n_test: int = 2000
+    n_train: int = 2000
+    n_pool: int = 2000
+    n_shadow: int = 2000
+    n_rerank: int = 200  # lists
+    rerank_k: int = 10
+    rerank_targets: int = 1
+    rerank_sources: int = 3
+    n_selection: int = 200  # groups
+    selection_k: int = 10
+    selection_targets: int = 2
+    selection_sources: int = 3
+    n_selection_6x1: int = 200
+    selection_6x1_sources: int = 2
+
+
+PRESETS = {
+    "default": WorldPreset(name="default"),
+    "test": WorldPreset(name="test", n_train_pairs=3000, n_test=300, n_train=300, n_pool=300, n_shadow=200,
+                        n_rerank=30, n_selection=30, n_selection_6x1=30),
+}
+
+# Stable ids of the random streams (never renumber: images would change).
+_SPLITS = {"train_pairs": 1, "test": 2, "train": 3, "pool": 4, "shadow": 5, "queries": 6,
+           "rerank": 7, "selection": 8, "selection_6x1": 9}
+
+
+def get_preset(preset) -> WorldPreset:
+    from dife_core.errors import NotFoundError, available
+
+    if isinstance(preset, WorldPreset):
+        return preset
+    if preset not in PRESETS:
+        raise NotFoundError(f"unknown shapes world preset {preset!r}; {available(PRESETS)}.")
+    return PRESETS[preset]
+
+
+def preset_id(preset: WorldPreset) -> str:
+    """The preset's name if it is a shipped one unchanged, else a content hash."""
+    if PRESETS.get(preset.name) == preset:
+        return preset.name
+    blob = json.dumps(attrs.asdict(preset), sort_keys=True).encode()
+    return f"{preset.name}-{hashlib.sha256(blob).hexdigest()[:8]}"
+
+
+def _rng(seed: int, split: str) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(seed), _SPLITS[split], render.GENERATOR_VERSION]))
+
+
+def _balanced_labels(rng: np.random.Generator, n: int, n_classes: int) -> np.ndarray:
+    labels = np.arange(n) % n_classes
+    return labels[rng.permutation(n)].astype(np.int64)
+
+
+def generate(n: int, seed: int, split: str, image_size: int = 32):
+    """``n`` class-balanced images (uint8 ``[N,3,H,W]``), their labels and captions."""
+    rng = _rng(seed, split)
+    labels = _balanced_labels(rng, n, len(render.CLASSNAMES))
+    scenes = render.sample_scenes(rng, labels, image_size)
+    return render.render(scenes, image_size), labels, render.captions(scenes, image_size)
+
+
+def source_queries(n: int, seed: int, source: str, image_size: int = 32) -> list:
+    """Clean text queries about the source concept: captions of unseen source scenes."""
+    rng = _rng(seed, "queries")
+    labels = np.full(n, render.CLASSNAMES.index(source), dtype=np.int64)
+    return render.captions(render.sample_scenes(rng, labels, image_size), image_size)
+
+
+def _to_tensor(u8):
+    import torch
+
+    return torch.from_numpy(u8).float().div_(255.0)
+
+
+def make_world(preset="default", seed: int = 0, *, source: str = DEFAULT_SOURCE,
+               target: str = DEFAULT_TARGET):
+    """Build the shapes world (deterministic from ``preset`` and ``seed``)."""
+    from dife_core.builtins.datasets import make_candidate_lists
+    from dife_core.errors import InvalidInputError
+    from dife_core.populations import CaptionedPool, LabelledImages, World
+
+    p = get_preset(preset)
+    classes = render.CLASSNAMES
+    for role, c in (("source", source), ("target", target)):
+        if c not in classes:
+            raise InvalidInputError(f"shapes world: {role} {c!r} is not a class; classes: {', '.join(classes)}.")
+    if source == target:
+        raise InvalidInputError(f"shapes world: source and target must differ (both {source!r}).")
+    name = f"shapes-{preset_id(p)}-s{int(seed)}"
+    size = p.image_size
+
+    def labelled(split: str, n: int, pop_name: Optional[str] = None):
+        im, y, caps = generate(n, seed, split, size)
+        return LabelledImages(name=f"{name}/{pop_name or split}", images=_to_tensor(im), labels=y,
+                              classnames=classes, captions=tuple(caps))
+
+    pool_im, pool_y, pool_caps = generate(p.n_pool, seed, "pool", size)
+    pool = CaptionedPool(name=f"{name}/pool", images=_to_tensor(pool_im), captions=pool_caps,
+                         labels=pool_y, classnames=classes)
+    s, t = classes.index(source), classes.index(target)
+    pair = f"{source}-{target}"
+    n_queries = max(p.n_rerank, p.n_selection, p.n_selection_6x1)
+    queries = source_queries(n_queries, seed, source, size)
+
+    def lists(split, n, k, n_targets, n_sources):
+        return make_candidate_lists(
+            f"{name}/{split.replace('_', '-')}-{pair}", pool_y, queries=queries[:n], source=s, target=t,
+            k=k, n_targets=n_targets, n_sources=n_sources, rng=_rng(seed, split))
+
+    return World(
+        name=name,
+        classnames=classes,
+        templates=TEMPLATES,
+        source=source,
+        target=target,
+        classification=labelled("test", p.n_test),
+        train=labelled("train", p.n_train),
+        pool=pool,
+        rerank=lists("rerank", p.n_rerank, p.rerank_k, p.rerank_targets, p.rerank_sources),
+        selection=lists("selection", p.n_selection, p.selection_k, p.selection_targets, p.selection_sources),
+        shadow=labelled("shadow", p.n_shadow),
+        extras={
+            "train_pairs": labelled("train_pairs", p.n_train_pairs, "train-pairs"),
+            "selection_6x1": lists("selection_6x1", p.n_selection_6x1, 6, 1, p.selection_6x1_sources),
+            "preset": attrs.asdict(p),
+            "seed": int(seed),
+            "generator_version": render.GENERATOR_VERSION,
+        },
+    )
+
+
+def manifests(world) -> dict:
+    """The fixed candidate lists / groups of a world as JSON-ready manifests."""
+    out = {"rerank": world.rerank.to_manifest(), "selection": world.selection.to_manifest()}
+    if "selection_6x1" in world.extras:
+        out["selection_6x1"] = world.extras["selection_6x1"].to_manifest()
+    return out
