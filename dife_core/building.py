@@ -372,3 +372,209 @@ def embed_images(encoder, images, *, trigger: Optional[Callable] = None, seed: i
             pix = pix.float().div_(255.0)
         out.append(encode_images(encoder, trigger(pix, seed=seed + lo), batch_size=batch_size))
     return torch.cat(out)
+
+
+# -- build specs (``dife build SPEC``) ---------------------------------------------
+
+SPEC_SECTIONS = ("clean", "world", "build", "attacks")
+CLEAN_KEYS = ("checkpoint", "loader", "options", "recipe", "preset", "seed", "trust")
+WORLD_KEYS = ("dataset", "options")
+BUILD_KEYS = ("out", "seed", "device", "force")
+ATTACK_KEYS = ("attack", "name", "seed", "config")
+
+
+@attrs.frozen
+class AttackEntry:
+    attack: str
+    name: str
+    seed: int
+    config: dict
+    where: str  # "spec.toml: attacks[0]"
+
+
+@attrs.frozen
+class BuildSpec:
+    """A parsed build spec. Paths are resolved relative to the spec file."""
+
+    path: Optional[Path]
+    clean: dict
+    world: dict
+    out: Path
+    seed: int
+    device: str
+    force: bool
+    attacks: tuple
+
+
+def _table(spec: dict, key: str, where: str, *, required: bool = True) -> dict:
+    v = spec.get(key)
+    if v is None:
+        if required:
+            raise InvalidInputError(f"{where}: missing [{key}] table.")
+        return {}
+    if not isinstance(v, dict):
+        raise InvalidInputError(f"{where}: [{key}] must be a table, got {type(v).__name__}.")
+    return v
+
+
+def _only(table: dict, keys, where: str) -> None:
+    unknown = sorted(set(table) - set(keys))
+    if unknown:
+        raise InvalidInputError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(keys)}.")
+
+
+def _typed(table: dict, key: str, kind, where: str, default=None):
+    v = table.get(key, default)
+    if v is not None and not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise InvalidInputError(f"{where}.{key}: expected {names}, got {v!r}.")
+    return v
+
+
+def parse_build_spec(data: dict, *, path: Optional[os.PathLike] = None) -> BuildSpec:
+    """Validate a build spec (already parsed TOML) and resolve its paths."""
+    src = str(path) if path else "build spec"
+    base = Path(path).resolve().parent if path else Path.cwd()
+    _only(data, SPEC_SECTIONS, src)
+
+    clean = _table(data, "clean", src)
+    _only(clean, CLEAN_KEYS, f"{src}: [clean]")
+    has_ckpt, has_recipe = "checkpoint" in clean, "recipe" in clean
+    if has_ckpt == has_recipe:
+        raise InvalidInputError(f"{src}: [clean] needs exactly one of checkpoint = PATH-OR-SOURCE "
+                                "(with optional loader, options) or recipe = LOADER (with preset, seed).")
+    clean = dict(clean)
+    for key, kind in (("checkpoint", str), ("loader", str), ("recipe", str), ("preset", str), ("seed", int),
+                      ("trust", bool), ("options", dict)):
+        _typed(clean, key, kind, f"{src}: clean")
+    if has_ckpt:
+        p = Path(clean["checkpoint"]).expanduser()
+        if not p.is_absolute() and (base / p).exists():
+            clean["checkpoint"] = str(base / p)
+
+    world = _table(data, "world", src)
+    _only(world, WORLD_KEYS, f"{src}: [world]")
+    if not isinstance(world.get("dataset"), str):
+        raise InvalidInputError(f"{src}: [world] needs dataset = NAME (a registered dataset).")
+    _typed(world, "options", dict, f"{src}: world")
+
+    build = _table(data, "build", src, required=False)
+    _only(build, BUILD_KEYS, f"{src}: [build]")
+    out = Path(_typed(build, "out", str, f"{src}: build", "checkpoints")).expanduser()
+    seed = _typed(build, "seed", int, f"{src}: build", 0)
+    device = _typed(build, "device", str, f"{src}: build", "cpu")
+    force = _typed(build, "force", bool, f"{src}: build", False)
+
+    raw = data.get("attacks")
+    if not isinstance(raw, list) or not raw:
+        raise InvalidInputError(f"{src}: no attacks; add one or more [[attacks]] tables with attack = NAME; "
+                                f"{available(attack_names())}.")
+    entries, names = [], {}
+    for i, a in enumerate(raw):
+        where = f"{src}: attacks[{i}]"
+        if not isinstance(a, dict):
+            raise InvalidInputError(f"{where}: must be a table ([[attacks]]).")
+        _only(a, ATTACK_KEYS, where)
+        if not isinstance(a.get("attack"), str):
+            raise InvalidInputError(f"{where}: needs attack = NAME; {available(attack_names())}.")
+        attack = get_attack(a["attack"], where=where)
+        name = _typed(a, "name", str, where, attack.name)
+        if name in names:
+            raise InvalidInputError(f"{where}: checkpoint name {name!r} is already used by attacks[{names[name]}]; "
+                                    "give one of them name = ....")
+        names[name] = i
+        config = _typed(a, "config", dict, where, {})
+        make_config(attack, config, where=f"{where}.config")  # fail before anything runs
+        entries.append(AttackEntry(attack=attack.name, name=name, seed=_typed(a, "seed", int, where, seed),
+                                   config=dict(config), where=where))
+    return BuildSpec(path=Path(path) if path else None, clean=clean, world=dict(world),
+                     out=out if out.is_absolute() else base / out, seed=seed, device=device, force=force,
+                     attacks=tuple(entries))
+
+
+def load_build_spec(path: os.PathLike) -> BuildSpec:
+    """Read and validate a TOML build spec."""
+    import tomllib
+
+    p = Path(path)
+    if not p.is_file():
+        raise NotFoundError(f"build spec {p} does not exist.")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidInputError(f"{p}: not valid TOML ({e}).") from e
+    return parse_build_spec(data, path=p)
+
+
+def load_world(spec: BuildSpec):
+    from .plugins import get_registry
+
+    ds = get_registry().get("datasets", spec.world["dataset"])
+    options = dict(spec.world.get("options") or {})
+    try:
+        return ds.load(**options)
+    except TypeError as e:
+        raise InvalidInputError(f"{spec.path or 'build spec'}: [world.options] for dataset {ds.name!r}: {e}; "
+                                f"options: {', '.join(sorted(ds.options)) or '(none)'}.") from e
+
+
+def load_clean(spec: BuildSpec, *, device: Optional[str] = None):
+    """The clean model a build spec names (a checkpoint or a recipe loader)."""
+    from .loading import load_model
+
+    c = spec.clean
+    device = device or spec.device
+    if "checkpoint" in c:
+        return load_model(c["checkpoint"], loader=c.get("loader", "auto"), trust=bool(c.get("trust", False)),
+                          device=device, **dict(c.get("options") or {}))
+    options = {k: c[k] for k in ("seed",) if k in c}
+    return load_model(c.get("preset", "default"), loader=c["recipe"], device=device, **options)
+
+
+def run_build_spec(spec: BuildSpec, *, only=None, force: Optional[bool] = None, device: Optional[str] = None,
+                   progress: Optional[Callable] = None, on_built: Optional[Callable] = None) -> list:
+    """Build every attack of ``spec`` (or those named in ``only``) into ``spec.out/<name>``.
+
+    Returns the :class:`BuildOutcome` list and writes ``spec.out/build.json``.
+    """
+    entries = list(spec.attacks)
+    if only:
+        wanted = set(only)
+        unknown = sorted(wanted - {e.name for e in entries})
+        if unknown:
+            raise NotFoundError(f"--only: no attack named {', '.join(unknown)} in {spec.path}; "
+                                f"{available(e.name for e in entries)}.")
+        entries = [e for e in entries if e.name in wanted]
+    device = device or spec.device
+    force = spec.force if force is None else force
+    world = load_world(spec)
+    clean = load_clean(spec, device=device)
+    outcomes = []
+    for e in entries:
+        o = build_attack(e.attack, clean=clean, world=world, overrides=e.config, seed=e.seed, device=device,
+                         out=spec.out / e.name, name=e.name, force=force, progress=progress,
+                         where=f"{e.where}.config")
+        outcomes.append(o)
+        if on_built is not None:
+            on_built(o)
+    _write_summary(spec, clean, world, outcomes)
+    return outcomes
+
+
+def _write_summary(spec: BuildSpec, clean, world, outcomes) -> None:
+    spec.out.mkdir(parents=True, exist_ok=True)
+    summary_path = spec.out / "build.json"
+    previous = {}
+    if summary_path.is_file():
+        try:
+            previous = {c["name"]: c for c in json.loads(summary_path.read_text()).get("checkpoints", [])}
+        except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
+            previous = {}
+    for o in outcomes:
+        previous[o.name] = {"name": o.name, "attack": o.attack, "path": str(o.path), "key": o.key,
+                            "reused": o.reused, "seconds": round(o.seconds, 2),
+                            "native": o.card.get("native"), "clean_utility": o.card.get("clean_utility")}
+    summary = {"spec": str(spec.path) if spec.path else None, "world": world.name,
+               "clean": {"name": clean.name, "fingerprint": clean.fingerprint()},
+               "checkpoints": [previous[k] for k in sorted(previous)]}
+    summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True))
