@@ -30,6 +30,7 @@ import sys
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Optional
 
 import attrs
 
@@ -195,6 +196,7 @@ class PickleScan:
     container: str  # "torch-zip" or "legacy-pickle"
     globals: tuple  # every "module.name" the pickle would import, in order
     suspicious: tuple  # those outside torch's weights_only allowlist
+    parse_error: Optional[str] = None  # the stream is not a well-formed pickle
 
 
 def _allowed_global_names() -> set:
@@ -213,7 +215,7 @@ def _is_torch_name(name: str) -> bool:
     return name.startswith("torch.") or name.startswith("torch._utils.")
 
 
-def _scan_globals(data: bytes, *, max_pickles: int = 1) -> list:
+def _scan_globals(data: bytes, *, max_pickles: int = 1) -> tuple:
     """Every global a pickle stream references, found with pickletools (no execution).
 
     STACK_GLOBAL takes module and name from the two strings pushed before it
@@ -222,6 +224,7 @@ def _scan_globals(data: bytes, *, max_pickles: int = 1) -> list:
     import io
 
     found = []
+    error = None
     f = io.BytesIO(data)
     for _ in range(max_pickles):
         if f.tell() >= len(data):
@@ -252,9 +255,24 @@ def _scan_globals(data: bytes, *, max_pickles: int = 1) -> list:
                         found.append("<unknown>.<stack-global>")
                 elif name == "STOP":
                     break
-        except Exception:  # malformed stream: whatever we saw so far is still worth naming
+        except Exception as e:  # malformed stream: whatever we saw so far is still worth naming
+            error = f"{type(e).__name__}: {e}"
             break
-    return found
+    return found, error
+
+
+def _py3_name(dotted: str) -> str:
+    """The global Python 3 would import for a pickled name: protocol-2 pickles
+    spell ``subprocess.call`` as ``commands.call`` and ``eval`` as
+    ``__builtin__.eval``, and the unpickler maps them back."""
+    import _compat_pickle
+
+    module, _, name = dotted.rpartition(".")
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+    elif module in _compat_pickle.IMPORT_MAPPING:
+        module = _compat_pickle.IMPORT_MAPPING[module]
+    return f"{module}.{name}"
 
 
 def scan_pickle(path) -> PickleScan:
@@ -273,7 +291,7 @@ def scan_pickle(path) -> PickleScan:
     if head == _ZIP_MAGIC:
         data = _read_torch_zip_pickle(path)
         container = "torch-zip"
-        found = _scan_globals(data)
+        found, error = _scan_globals(data)
     else:
         if zipfile.is_zipfile(path):
             raise InvalidInputError(
@@ -282,10 +300,11 @@ def scan_pickle(path) -> PickleScan:
             data = f.read(64 * 1024 * 1024)  # the pickles precede raw storage bytes in legacy files
         container = "legacy-pickle"
         # legacy torch.save: magic number, protocol, sys info, the object, storage keys
-        found = _scan_globals(data, max_pickles=5)
+        found, error = _scan_globals(data, max_pickles=5)
+    found = [_py3_name(g) for g in found]
     allowed = _allowed_global_names()
     suspicious = tuple(dict.fromkeys(g for g in found if g not in allowed and not _is_torch_name(g)))
-    return PickleScan(container, tuple(dict.fromkeys(found)), suspicious)
+    return PickleScan(container, tuple(dict.fromkeys(found)), suspicious, error)
 
 
 def _read_torch_zip_pickle(path: Path) -> bytes:
@@ -358,9 +377,12 @@ def load_pickle(path, *, trust: bool = False, map_location: str = "cpu"):
         text = str(e)
         if "Weights only load failed" not in text and "weights_only" not in text:
             raise InvalidInputError(f"{path}: not a readable pickle ({_first_line(text)}).") from e
+        # torch names the first global it blocked; the static scan adds the rest
         m = _GLOBAL_RE.search(text)
-        offending = [m.group(1)] if m else list(scan.suspicious)
-        what = ("needs the global " + ", ".join(offending)) if offending else (
+        offending = list(dict.fromkeys(([m.group(1)] if m else []) + list(scan.suspicious)))
+        if not offending and scan.parse_error:
+            raise InvalidInputError(f"{path}: not a well-formed pickle ({scan.parse_error}).") from None
+        what = (("needs the global " if len(offending) == 1 else "needs the globals ") + ", ".join(offending)) if offending else (
             "uses pickle features the safe loader does not accept (" + _reason(text) + ")")
         if not trust:
             raise UnsafeCheckpointError(

@@ -350,3 +350,14 @@ def sniff(source: str) -> bool:
         return isinstance(cfg, dict) and cfg.get("model_type") in FAMILIES
     except Exception:
         return False
+
+
+def wrap_model(model, tokenizer, *, name: str = "model", preprocessor_config: Optional[dict] = None):
+    """An in-memory transformers CLIPModel/SiglipModel (plus tokenizer) as an HFClipEncoder."""
+    from .encoder import HFClipEncoder
+
+    family = family_for(getattr(model.config, "model_type", None))
+    if family is None:
+        raise InvalidInputError(f"model_type {model.config.model_type!r} is not supported; supported: {', '.join(sorted(FAMILIES))}.")
+    pp = preprocess_from(family, model.config, preprocessor_config)
+    return HFClipEncoder(model, tokenizer, pp, family=family, architecture=_architecture(family, model.config, []), name=name)

@@ -13,6 +13,7 @@ plus three DIFE keys that travel in checkpoint manifests:
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 
@@ -92,9 +93,7 @@ def build_tokenizer(architecture: dict):
         kind = "hf" if text_cfg.get("hf_tokenizer_name") else "simple"
     kwargs = dict(text_cfg.get("tokenizer_kwargs") or {})
     if kind == "simple":
-        from open_clip.tokenizer import SimpleTokenizer
-
-        return SimpleTokenizer(context_length=ctx, **kwargs)
+        return _simple_tokenizer(ctx, tuple(sorted(kwargs.items())))
     if kind == "hf":
         from open_clip.tokenizer import HFTokenizer
 
@@ -105,6 +104,14 @@ def build_tokenizer(architecture: dict):
 
         return SigLipTokenizer(spec.get("variant", "c4-en"), context_length=ctx)
     raise ValueError(f"unknown tokenizer kind {kind!r} (known: simple, hf, siglip)")
+
+
+@functools.lru_cache(maxsize=8)
+def _simple_tokenizer(ctx: int, kwargs: tuple):
+    """open_clip's bundled BPE; building it reads ~50k merges, so share one per setting."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer(context_length=ctx, **dict(kwargs))
 
 
 def preprocess_from(architecture: dict) -> Preprocess:
