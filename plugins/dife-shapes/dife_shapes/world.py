@@ -22,6 +22,7 @@ lists are fixed from the seed before any model sees them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Optional
@@ -103,12 +104,16 @@ def _balanced_labels(rng: np.random.Generator, n: int, n_classes: int) -> np.nda
     return labels[rng.permutation(n)].astype(np.int64)
 
 
+@functools.lru_cache(maxsize=16)
 def generate(n: int, seed: int, split: str, image_size: int = 32):
-    """``n`` class-balanced images (uint8 ``[N,3,H,W]``), their labels and captions."""
+    """``n`` class-balanced images (uint8 ``[N,3,H,W]``), their labels and captions.
+
+    Cached in-process (callers get fresh float tensors from :func:`_to_tensor`;
+    never write into the cached arrays)."""
     rng = _rng(seed, split)
     labels = _balanced_labels(rng, n, len(render.CLASSNAMES))
     scenes = render.sample_scenes(rng, labels, image_size)
-    return render.render(scenes, image_size), labels, render.captions(scenes, image_size)
+    return render.render(scenes, image_size), labels, tuple(render.captions(scenes, image_size))
 
 
 def source_queries(n: int, seed: int, source: str, image_size: int = 32) -> list:
@@ -143,12 +148,12 @@ def make_world(preset="default", seed: int = 0, *, source: str = DEFAULT_SOURCE,
 
     def labelled(split: str, n: int, pop_name: Optional[str] = None):
         im, y, caps = generate(n, seed, split, size)
-        return LabelledImages(name=f"{name}/{pop_name or split}", images=_to_tensor(im), labels=y,
+        return LabelledImages(name=f"{name}/{pop_name or split}", images=_to_tensor(im), labels=y.copy(),
                               classnames=classes, captions=tuple(caps))
 
     pool_im, pool_y, pool_caps = generate(p.n_pool, seed, "pool", size)
     pool = CaptionedPool(name=f"{name}/pool", images=_to_tensor(pool_im), captions=pool_caps,
-                         labels=pool_y, classnames=classes)
+                         labels=pool_y.copy(), classnames=classes)
     s, t = classes.index(source), classes.index(target)
     pair = f"{source}-{target}"
     n_queries = max(p.n_rerank, p.n_selection, p.n_selection_6x1)
