@@ -1,1 +1,65 @@
-"""`dife audit`, `dife report`, `dife validate` (engine issue)."""
+"""`dife audit`, `dife report`, `dife validate` (the engine's commands).
+
+The engine is imported inside each command, so `dife --help` stays light.
+"""
+
+from __future__ import annotations
+
+import click
+
+from dife_core import hookimpl
+
+
+@hookimpl
+def register_commands(cli):
+    @cli.command("audit")
+    @click.argument("spec", type=click.Path(dir_okay=False))
+    @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+                  help="Output folder: results.json, spec.toml, report.md, report.html and the cell store.")
+    @click.option("--resume", is_flag=True, help="Keep finished cells whose inputs are unchanged; compute the rest.")
+    @click.option("--device", default=None, help="Override the spec's device (cpu, cuda, cuda:N).")
+    @click.option("--no-progress", is_flag=True, help="No progress bars and no terminal table.")
+    def audit(spec, out_dir, resume, device, no_progress):
+        """Audit the checkpoints of SPEC (a TOML audit spec; see docs/spec.md)."""
+        from dife_core.engine import load_spec, run_audit
+
+        results = run_audit(load_spec(spec), out_dir, resume=resume, progress=not no_progress, device=device)
+        if no_progress:
+            n = len(results["cells"])
+            click.echo(f"{n} cells audited; reports in {out_dir}")
+        if not results.get("complete", True):
+            raise SystemExit(1)
+
+    @cli.command("report")
+    @click.argument("out_dir", type=click.Path(file_okay=False))
+    @click.option("--quiet", is_flag=True, help="Do not print the exposure matrix.")
+    def report(out_dir, quiet):
+        """Re-render results.json, report.md and report.html from OUT_DIR's stored records."""
+        from dife_core.engine import render_reports
+        from dife_core.report import print_matrix
+
+        results = render_reports(out_dir)
+        if not quiet:
+            print_matrix(results)
+        click.echo(f"wrote {out_dir}/results.json, report.md, report.html")
+
+    @cli.command("validate")
+    @click.argument("spec", type=click.Path(dir_okay=False))
+    def validate(spec):
+        """Check an audit spec without running it; list every problem with its key."""
+        from dife_core.engine.spec import load_spec, spec_error, validate_spec
+
+        parsed = load_spec(spec)  # structural problems raise here, all listed
+        problems = validate_spec(parsed)
+        if problems:
+            raise spec_error(spec, problems)
+        ifaces = _interface_count(parsed)
+        click.echo(f"{spec}: OK — {len(parsed.checkpoints)} checkpoint(s)"
+                   f"{', clean reference ' + repr(parsed.clean.name) if parsed.clean else ', no clean reference'}, "
+                   f"{ifaces} interface(s), dataset {parsed.populations.dataset!r}.")
+
+
+def _interface_count(spec) -> int:
+    from dife_core.plugins import get_registry
+
+    return len(spec.interface_ids(get_registry().all("interfaces")))

@@ -1,0 +1,169 @@
+"""Effective-footprint diagnosis (DESIGN.md section 3).
+
+**Branch swap.** From the clean reference C and the checkpoint P build
+a00 = (C_V, C_T), a10 = (P_V, C_T), a01 = (C_V, P_T), a11 = (P_V, P_T), logit
+scale from C, and measure the *diagnostic readout* on all four. The rule for
+the readout: an attack whose trigger enters through image pixels is diagnosed
+with zero-shot target success (the zero-shot-classification cell's TS); one
+whose trigger enters through text (or natural text, channel ``none``) with
+the query hijack rate (the prompt-conditioned cell's QHR). The hybrids reuse
+the towers' cached embeddings: no extra encoder pass.
+
+**Component repair.** A mechanism attack (card ``probe =
+"component-repair"``) whose plugin gives ``repair_probe`` is measured as
+full / prompt only / trigger only / both clean; these fill the same slots
+(a11 = full, a01 = prompt only (text side), a10 = trigger only (image side),
+a00 = both clean), so one decision rule serves both probes.
+
+**Decision.** signal = |a11 − a00|; below ``weak_signal`` -> weak. VRS =
+(a10 − a00)/(a11 − a00 + ε), TRS = (a01 − a00)/(…), CSS = (a11 − max(a10,
+a01))/(…). visual / textual / coupled when VRS / TRS / CSS exceeds ``ratio``
+and leads the next ratio by at least ``lead``; coupled otherwise (neither
+tower alone carries it).
+
+**Prediction.** The footprint predicts which measured cells are exposed and
+which stay weak (:func:`predict`); ``prediction_holds`` checks it.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .cells import NotEvaluable, _clean
+from .scoring import prompt_hijack, zero_shot
+
+SLOTS = ("a00", "a10", "a01", "a11")
+REPAIR_KEYS = {"both_clean": "a00", "trigger_only": "a10", "prompt_only": "a01", "full": "a11"}
+
+
+def diagnostic_readout(profile) -> tuple:
+    """``(interface id, metric)`` the footprint is measured with (see module docstring)."""
+    ch = profile.trigger_channel or ("text" if profile.channel == "none" else None)
+    if ch == "image":
+        return ("zero-shot-classification", "ts")
+    if ch == "text":
+        return ("prompt-conditioned-classification", "qhr")
+    raise NotEvaluable(f"the attack's trigger channel {profile.channel!r} has no diagnostic readout")
+
+
+def measure_branch_swap(emb, clean, model, world, trigger, templates, profile) -> dict:
+    """a00/a10/a01/a11 of the diagnostic readout over the four hybrids."""
+    readout = diagnostic_readout(profile)
+    if world.classification is None:
+        raise NotEvaluable(f"no classification population in {world.name!r} for the diagnostic readout")
+    classes = tuple(world.classnames)
+    if profile.target not in classes:
+        raise NotEvaluable(f"target {profile.target!r} is not a class of the population")
+    target = classes.index(profile.target)
+    if readout[1] == "qhr" and profile.source not in classes:
+        raise NotEvaluable("the diagnostic readout (QHR) needs a source class; the attack card names none")
+    pairs = {"a00": (clean, clean), "a10": (model, clean), "a01": (clean, model), "a11": (model, model)}
+    out = {"probe": "branch-swap", "readout": f"{readout[0]}:{readout[1]}"}
+    for slot, (v, t) in pairs.items():
+        hybrid = clean.recombine(visual_from=v, text_from=t)
+        if readout[1] == "ts":
+            out[slot] = zero_shot(emb, hybrid, world, trigger, templates, target)["ts"]
+        else:
+            out[slot] = prompt_hijack(emb, hybrid, world, trigger, templates, classes.index(profile.source),
+                                      target)["qhr"]
+    return out
+
+
+def measure_component_repair(mechanism) -> dict:
+    """The attack plugin's repair probe, mapped onto the four slots."""
+    from ..errors import PluginError
+
+    values = mechanism.repair_probe(mechanism.context)
+    missing = [k for k in REPAIR_KEYS if k not in (values or {})]
+    if missing:
+        raise PluginError(f"repair_probe returned {sorted(values or {})}; missing {', '.join(missing)}")
+    out = {"probe": "component-repair", "readout": "repair-probe",
+           "repair": {k: float(values[k]) for k in REPAIR_KEYS}}
+    for k, slot in REPAIR_KEYS.items():
+        out[slot] = float(values[k])
+    return out
+
+
+def decide(m: dict, params) -> dict:
+    """signal, VRS/TRS/CSS and the footprint from the four slot values."""
+    a00, a10, a01, a11 = (float(m[s]) for s in SLOTS)
+    d = a11 - a00
+    den = d + params.eps
+    vrs, trs = (a10 - a00) / den, (a01 - a00) / den
+    css = (a11 - max(a10, a01)) / den
+    signal = abs(d)
+    if signal < params.weak_signal:
+        fp = "weak"
+    else:
+        ratios = sorted((("visual", vrs), ("textual", trs), ("coupled", css)), key=lambda kv: kv[1], reverse=True)
+        (top, r1), (_, r2) = ratios[0], ratios[1]
+        fp = top if (r1 > params.ratio and r1 - r2 >= params.lead) else "coupled"
+    return {"signal": signal, "vrs": vrs, "trs": trs, "css": css, "footprint": fp}
+
+
+def predict(footprint: str, probe: str, cells: list) -> tuple:
+    """``(predicted_exposed, predicted_weak)`` interface ids among the row's
+    measured cells (N.E. and error cells are never predicted).
+
+    - visual: cells fed by image pixels whose readout uses the visual tower
+      (image features or score) exposed; cells fed through text weak.
+    - textual: cells fed through text whose readout uses the text tower
+      (text features or score) exposed; image-fed or image-feature cells weak.
+    - coupled via component repair: cells that instantiate the mechanism
+      exposed, every other measured cell weak; coupled via branch swap:
+      score cells exposed, single-tower feature cells weak.
+    - weak: nothing exposed, every measured cell weak.
+    """
+    exposed, weak = [], []
+    for c in cells:
+        if c["status"] in ("n.e.", "error"):
+            continue
+        ch, ro = c.get("channel"), c["card"]["readout"]
+        if footprint == "visual":
+            if ch == "image" and ro in ("image-features", "score"):
+                exposed.append(c["interface"])
+            elif ch in ("text", "none"):
+                weak.append(c["interface"])
+        elif footprint == "textual":
+            if ch in ("text", "none") and ro in ("text-features", "score"):
+                exposed.append(c["interface"])
+            elif ch == "image" or ro == "image-features":
+                weak.append(c["interface"])
+        elif footprint == "coupled":
+            hit = ch == "mechanism" if probe == "component-repair" else ro == "score"
+            (exposed if hit else weak).append(c["interface"])
+        else:
+            weak.append(c["interface"])
+    return exposed, weak
+
+
+def check_prediction(exposed: list, weak: list, cells: list) -> tuple:
+    """``(prediction_holds, mismatches)``."""
+    status = {c["interface"]: c["status"] for c in cells}
+    mism = [f"{i}: predicted exposed, measured {status[i]}" for i in exposed if status[i] != "exposed"]
+    mism += [f"{i}: predicted weak, measured exposed" for i in weak if status[i] == "exposed"]
+    return (not mism), mism
+
+
+def footprint_entry(checkpoint: str, measured: Optional[dict], params, cells: list) -> dict:
+    """The results.json footprint record (DESIGN.md section 7) of one row."""
+    base = {"checkpoint": checkpoint}
+    if measured is None or measured.get("reason"):
+        return {**base, "a00": None, "a10": None, "a01": None, "a11": None, "signal": None, "vrs": None,
+                "trs": None, "css": None, "footprint": None,
+                "probe": (measured or {}).get("probe"), "predicted_exposed": [], "prediction_holds": None,
+                "reason": (measured or {}).get("reason", "not measured")}
+    dec = decide(measured, params)
+    exposed, weak = predict(dec["footprint"], measured["probe"], cells)
+    holds, mism = check_prediction(exposed, weak, cells)
+    rec = {**base, **{s: measured[s] for s in SLOTS}, "signal": dec["signal"], "vrs": dec["vrs"],
+           "trs": dec["trs"], "css": dec["css"], "footprint": dec["footprint"], "probe": measured["probe"],
+           "predicted_exposed": exposed, "prediction_holds": holds,
+           # extensions
+           "predicted_weak": weak, "mismatches": mism, "readout": measured.get("readout"),
+           "params": params.to_dict()}
+    if "repair" in measured:
+        rec["repair"] = measured["repair"]
+    if measured.get("note"):
+        rec["note"] = measured["note"]
+    return _clean(rec)

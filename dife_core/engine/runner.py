@@ -1,0 +1,369 @@
+"""``run_audit``: expand cells, decide applicability, evaluate, diagnose, store.
+
+Order of work: load the world and every checkpoint (fingerprints known), write
+the *plan* (every cell, utility and footprint key) to the store, then per row
+measure clean utility, every interface cell and the footprint, appending one
+record as each finishes. ``resume=True`` keeps the store and skips every
+planned record already there (an error is retried). Reports are rendered from
+the store at the end (:func:`dife_core.report.render_reports`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any, Optional
+
+import attrs
+
+from .applicability import AttackProfile, decide
+from .cells import NotEvaluable, card_fields, make_record, record_from_result, stable_key
+from .context import CellContext, Mechanism, MechanismContext
+from .embeddings import EmbeddingService, resolve_trigger
+from .footprint import measure_branch_swap, measure_component_repair
+from .progress import Progress
+from .spec import CONTROL_SEP, AuditSpec, load_spec, require_valid
+from .store import CellStore
+
+#: bump when a change alters what a cell measures, so --resume recomputes it
+ENGINE_VERSION = 1
+DEFAULT_TEMPLATE = "a photo of a {}"
+
+
+@attrs.define
+class Row:
+    """One row of the exposure matrix: a checkpoint (or a control) with its attack profile."""
+
+    name: str
+    role: str  # "audited", "control" or "reference"
+    spec: Any  # CheckpointSpec
+    model: Any
+    card: Optional[dict] = None
+    profile: Optional[AttackProfile] = None
+    control_of: Optional[str] = None
+    path: Optional[str] = None
+    manifest: Optional[dict] = None
+    attack_plugin: Any = None  # the registered Attack, when installed
+    _mechanism: Any = None
+
+    def entry(self) -> dict:
+        fp = self.model.fingerprint()
+        return {"name": self.name, "loader": getattr(self.model, "loader", self.spec.loader),
+                "fingerprint": {"visual": fp["visual"], "text": fp["text"]}, "attack": self.card,
+                "role": self.role, "control_of": self.control_of, "source": self.spec.source}
+
+
+def _as_spec(spec) -> AuditSpec:
+    if isinstance(spec, AuditSpec):
+        return spec
+    if isinstance(spec, dict):
+        return AuditSpec.from_dict(spec)
+    if isinstance(spec, (str, os.PathLike)):
+        return load_spec(spec)
+    raise TypeError(f"spec must be an AuditSpec, a dict or a path, not {type(spec).__name__}")
+
+
+def load_world(spec: AuditSpec):
+    from ..errors import InvalidInputError
+    from ..plugins import get_registry
+    from ..populations import World
+
+    ds = get_registry().get("datasets", spec.populations.dataset)
+    world = ds.load(**spec.populations.options)
+    if not isinstance(world, World):
+        raise InvalidInputError(f"dataset {ds.name!r} returned {type(world).__name__}, not a "
+                                f"dife_core.populations.World")
+    return world
+
+
+def _load_model(ck, device: str):
+    from ..loading import load_model
+
+    enc = load_model(ck.source, loader=ck.loader, trust=ck.trust, device=device, name=ck.name, **ck.options)
+    enc.name = ck.name
+    return enc.eval() if hasattr(enc, "eval") else enc
+
+
+def _population_names(world) -> dict:
+    from ..populations import POPULATION_KINDS
+
+    out = {"world": world.name}
+    for k in POPULATION_KINDS:
+        p = getattr(world, k, None)
+        out[k] = getattr(p, "name", None) if p is not None else None
+    return out
+
+
+def _plugins() -> list:
+    from ..plugins import get_registry
+
+    return [{"name": i.name, "version": i.version} for i in get_registry().plugin_infos() if not i.error]
+
+
+class Audit:
+    """One audit run (use :func:`run_audit`)."""
+
+    def __init__(self, spec: AuditSpec, out_dir, *, resume: bool, progress: bool):
+        self.spec = spec
+        self.out = Path(out_dir)
+        self.resume = resume
+        self.progress = Progress(progress)
+        self.run_id = uuid.uuid4().hex[:12]
+        self.counts = {"computed": 0, "reused": 0}
+
+    # -- set-up -----------------------------------------------------------------------
+    def _rows(self, world) -> tuple:
+        from ..plugins import get_registry
+
+        reg = get_registry()
+        families = reg.all("triggers")
+        attacks = reg.all("attacks")
+        specs = ([self.spec.clean] if self.spec.clean is not None else []) + list(self.spec.checkpoints)
+        models = {}
+        with self.progress.task("load checkpoints", len(specs)) as t:
+            for ck in specs:
+                models[ck.name] = _load_model(ck, self.spec.device)
+                t.advance()
+        clean = None
+        if self.spec.clean is not None:
+            ck = self.spec.clean
+            clean = Row(name=ck.name, role="reference", spec=ck, model=models[ck.name],
+                        path=ck.source if os.path.isdir(ck.source) else None,
+                        manifest=getattr(models[ck.name], "manifest", None))
+        rows = []
+        for ck in self.spec.checkpoints:
+            m = models[ck.name]
+            manifest = getattr(m, "manifest", None)
+            card = ck.attack if ck.attack is not None else (manifest or {}).get("attack")
+            profile = AttackProfile.from_card(card, trigger_families=families) if card else None
+            rows.append(Row(name=ck.name, role="audited", spec=ck, model=m, card=card, profile=profile,
+                            path=ck.source if os.path.isdir(ck.source) else None, manifest=manifest,
+                            attack_plugin=attacks.get(profile.attack) if profile else None))
+        controls = []
+        if clean is not None and self.spec.controls:
+            for r in rows:
+                if r.profile is not None:
+                    controls.append(Row(name=f"{clean.name}{CONTROL_SEP}{r.name}", role="control", spec=clean.spec,
+                                        model=clean.model, card=r.card, profile=r.profile, control_of=r.name,
+                                        path=clean.path, manifest=clean.manifest))
+        return clean, rows, controls
+
+    def _mechanism(self, row: Row, world, emb) -> Optional[Mechanism]:
+        """The attack plugin's scorer / repair probe for an audited row (lazily built)."""
+        if row.role != "audited" or row.attack_plugin is None:
+            return None
+        ap = row.attack_plugin
+        if ap.scorer is None and ap.repair_probe is None:
+            return None
+        if row._mechanism is None:
+            mctx = MechanismContext(model=row.model, clean=self.clean.model if self.clean else None, world=world,
+                                    card=row.card, path=row.path, manifest=row.manifest,
+                                    trigger=resolve_trigger(row.profile.trigger, row.profile.trigger_key),
+                                    embeddings=emb, device=self.spec.device, seed=self.spec.seed,
+                                    templates=self.templates)
+            row._mechanism = Mechanism(context=mctx, repair_probe=ap.repair_probe)
+            if ap.scorer is not None:
+                row._mechanism.scorer = ap.scorer(mctx)
+        return row._mechanism
+
+    # -- keys ------------------------------------------------------------------------------
+    def _base_key(self, row: Row) -> dict:
+        return {"v": ENGINE_VERSION, "row": row.name, "model": row.model.fingerprint(),
+                "clean": self.clean.model.fingerprint() if self.clean else None,
+                "populations": self.pop_names, "templates": list(self.templates), "seed": self.spec.seed,
+                "precision": "bf16" if self.spec.device.startswith("cuda") else "fp32"}
+
+    def cell_key(self, row: Row, iface) -> str:
+        return stable_key({**self._base_key(row), "kind": "cell", "interface": iface.name,
+                           "card": card_fields(iface.card), "attack": row.card,
+                           "thresholds": self.spec.thresholds.for_interface(iface.name),
+                           "options": self.spec.interface_options.get(iface.name, {}),
+                           "chunk": self.spec.ranking_chunk, "role": row.role,
+                           "plugin": self._has_plugin(row)})
+
+    def footprint_key(self, row: Row) -> str:
+        return stable_key({**self._base_key(row), "kind": "footprint", "attack": row.card,
+                           "plugin": self._has_plugin(row)})
+
+    def utility_key(self, row: Row) -> str:
+        b = self._base_key(row)
+        b.pop("row")
+        b.pop("clean")
+        return stable_key({**b, "kind": "utility", "chunk": self.spec.ranking_chunk})
+
+    @staticmethod
+    def _has_plugin(row: Row) -> list:
+        ap = row.attack_plugin if row.role == "audited" else None
+        return [ap is not None and ap.scorer is not None, ap is not None and ap.repair_probe is not None]
+
+    # -- the run -------------------------------------------------------------------------
+    def run(self) -> None:
+        from ..plugins import get_registry
+        from .. import __version__
+
+        reg = get_registry()
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "spec.toml").write_text(self.spec.to_toml(), encoding="utf-8")
+        with self.progress, CellStore(self.out, fresh=not self.resume) as store:
+            world = load_world(self.spec)
+            self.world = world
+            self.templates = tuple(world.templates[:1] if self.spec.templates == "first" else world.templates) \
+                or (DEFAULT_TEMPLATE,)
+            self.pop_names = _population_names(world)
+            self.clean, rows, controls = self._rows(world)
+            interfaces = [reg.get("interfaces", n) for n in self.spec.interface_ids(reg.all("interfaces"))]
+            emb = EmbeddingService(batch_size=self.spec.batch_size, seed=self.spec.seed, progress=self.progress)
+            self.embeddings = emb
+            all_rows = ([self.clean] if self.clean else []) + rows + controls
+            cell_rows = rows + controls
+            plan = {
+                "dife_version": __version__, "spec": self.spec.to_dict(), "seed": self.spec.seed,
+                "plugins": _plugins(), "world": self.pop_names, "templates": list(self.templates),
+                "interfaces": [{"id": i.name, "title": i.card.title, "plugin": reg.owner("interfaces", i.name),
+                                **card_fields(i.card)} for i in interfaces],
+                "rows": [r.entry() for r in all_rows],
+                "utilities": [{"checkpoint": r.name, "key": self.utility_key(r)} for r in all_rows if r.role != "control"],
+                "cells": [{"checkpoint": r.name, "interface": i.name, "key": self.cell_key(r, i)}
+                          for r in cell_rows for i in interfaces],
+                "footprints": [{"checkpoint": r.name, "key": self.footprint_key(r)} for r in rows if r.profile],
+            }
+            store.append("plan", None, plan, run=self.run_id)
+            done = {k: r for k, r in store.latest().items()
+                    if r.get("type") in ("cell", "footprint", "utility")
+                    and not (r["type"] == "cell" and r["record"].get("status") == "error")} if self.resume else {}
+            total = len(plan["cells"]) + len(plan["footprints"]) + len(plan["utilities"])
+            with self.progress.task("audit cells", total, keep=True) as bar:
+                for r in all_rows:
+                    if r.role != "control":
+                        self._utility(store, done, r, bar)
+                    if r.role == "reference":
+                        continue
+                    for iface in interfaces:
+                        bar.describe(f"{r.name} × {iface.name}")
+                        self._cell(store, done, r, iface, bar)
+                    if r.role == "audited" and r.profile is not None:
+                        bar.describe(f"{r.name} footprint")
+                        self._footprint(store, done, r, bar)
+
+    def _utility(self, store, done, row: Row, bar) -> None:
+        from .scoring import clean_utility
+
+        key = self.utility_key(row)
+        if key in done:
+            self.counts["reused"] += 1
+            bar.advance()
+            return
+        try:
+            rec = clean_utility(self.embeddings, row.model, self.world, self.templates, chunk=self.spec.ranking_chunk)
+        except Exception as e:  # utility is reported beside exposure; never fatal
+            _debug()
+            rec = {"error": f"{type(e).__name__}: {e}"}
+        store.append("utility", key, {"checkpoint": row.name, "clean_utility": rec}, run=self.run_id)
+        self.counts["computed"] += 1
+        bar.advance()
+
+    def _cell(self, store, done, row: Row, iface, bar) -> None:
+        key = self.cell_key(row, iface)
+        if key in done:
+            self.counts["reused"] += 1
+            bar.advance()
+            return
+        rec = self.evaluate(row, iface)
+        store.append("cell", key, rec, run=self.run_id)
+        self.counts["computed"] += 1
+        bar.advance()
+
+    def evaluate(self, row: Row, iface) -> dict:
+        card = iface.card
+        thresholds = self.spec.thresholds.for_interface(iface.name)
+        ap = row.attack_plugin if row.role == "audited" else None
+        has_scorer = ap is not None and ap.scorer is not None
+        app = decide(card, row.profile, self.world, has_clean=self.clean is not None, has_scorer=has_scorer)
+        if not app.ok:
+            return make_record(checkpoint=row.name, card=card, status="n.e.", reason=app.reason,
+                               question=app.question, thresholds=thresholds)
+        try:
+            trigger = resolve_trigger(row.profile.trigger, row.profile.trigger_key)
+            mech = self._mechanism(row, self.world, self.embeddings) if app.channel == "mechanism" else None
+            ctx = CellContext(card=card, checkpoint=row.name, model=row.model,
+                              clean=self.clean.model if self.clean else None, world=self.world,
+                              attack=row.profile, channel=app.channel, trigger=trigger, embeddings=self.embeddings,
+                              options=dict(self.spec.interface_options.get(iface.name, {})), seed=self.spec.seed,
+                              device=self.spec.device, templates=self.templates,
+                              ranking_chunk=self.spec.ranking_chunk, mechanism=mech)
+            result = iface.evaluate(ctx)
+            return record_from_result(result, checkpoint=row.name, card=card, channel=app.channel,
+                                      thresholds=thresholds)
+        except NotEvaluable as e:
+            return make_record(checkpoint=row.name, card=card, status="n.e.", reason=e.reason, question=e.question,
+                               channel=app.channel, thresholds=thresholds)
+        except Exception as e:  # a failing evaluator marks its cell, the audit goes on
+            _debug()
+            return make_record(checkpoint=row.name, card=card, status="error", channel=app.channel,
+                               reason=f"{type(e).__name__}: {e}", thresholds=thresholds)
+
+    def _footprint(self, store, done, row: Row, bar) -> None:
+        key = self.footprint_key(row)
+        if key in done:
+            self.counts["reused"] += 1
+            bar.advance()
+            return
+        rec = self.measure_footprint(row)
+        store.append("footprint", key, {"checkpoint": row.name, **rec}, run=self.run_id)
+        self.counts["computed"] += 1
+        bar.advance()
+
+    def measure_footprint(self, row: Row) -> dict:
+        if self.clean is None:
+            return {"reason": "no clean reference in the spec: the branch swap needs one", "probe": None}
+        note = None
+        try:
+            if row.profile.probe == "component-repair":
+                mech = self._mechanism(row, self.world, self.embeddings)
+                if mech is not None and mech.repair_probe is not None:
+                    return measure_component_repair(mech)
+                note = (f"the card declares a component-repair probe but attack plugin {row.profile.attack!r} "
+                        f"{'is not installed' if row.attack_plugin is None else 'provides none'}; branch swap used")
+            trigger = resolve_trigger(row.profile.trigger, row.profile.trigger_key)
+            m = measure_branch_swap(self.embeddings, self.clean.model, row.model, self.world, trigger,
+                                    self.templates, row.profile)
+            if note:
+                m["note"] = note
+            return m
+        except NotEvaluable as e:
+            return {"reason": e.reason, "probe": row.profile.probe}
+        except Exception as e:
+            _debug()
+            return {"reason": f"error: {type(e).__name__}: {e}", "probe": row.profile.probe}
+
+
+def _debug() -> None:
+    if os.environ.get("DIFE_DEBUG"):
+        traceback.print_exc(file=sys.stderr)
+
+
+def run_audit(spec, out_dir, *, resume: bool = False, progress: bool = True, device: Optional[str] = None) -> dict:
+    """Run an audit and write results.json, spec.toml, report.md, report.html
+    and the cell store into ``out_dir``; return the results dict.
+
+    :param spec: an :class:`AuditSpec`, a dict of the same shape, or a TOML path.
+    :param resume: keep the existing store and skip finished cells whose
+        inputs are unchanged.
+    :param progress: show progress bars and print the exposure matrix.
+    :param device: override the spec's device.
+    """
+    from ..report import print_matrix, render_reports
+
+    spec = _as_spec(spec).with_device(device)
+    require_valid(spec)
+    audit = Audit(spec, out_dir, resume=resume, progress=progress)
+    audit.run()
+    results = render_reports(out_dir)
+    if progress:
+        print_matrix(results)
+        print(f"{audit.counts['computed']} records computed, {audit.counts['reused']} reused; "
+              f"reports in {out_dir}", file=sys.stderr)
+    return results

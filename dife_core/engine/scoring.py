@@ -1,0 +1,180 @@
+"""Shared measurements over cached features: zero-shot target success, QHR,
+rankings, linear probes, clean utility.
+
+The built-in interfaces and the branch-swap footprint call the same
+functions, so a hybrid's a10 is computed exactly like the zero-shot cell.
+Scores are cosines: the logit scale γ multiplies every score of a query
+alike, so it changes no argmax and no rank.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from .. import metrics as M
+from .cells import NotEvaluable
+from .embeddings import CLEAN, AppliedTrigger, EmbeddingService, tower_key
+
+
+def _labels(x):
+    import torch
+
+    return torch.as_tensor(x).long()
+
+
+def class_weights(emb: EmbeddingService, model, classnames: Sequence[str], templates: Sequence[str], *,
+                  trigger: Optional[AppliedTrigger] = None, source_index: Optional[int] = None):
+    """Class weights ``[C, D]`` (see CellContext.class_weights)."""
+    import torch.nn.functional as F
+
+    T, C = len(templates), len(classnames)
+    prompts = [t.format(c) for t in templates for c in classnames]
+    f = emb.texts(model, prompts)
+    w = f.view(T, C, -1).mean(0)
+    if trigger is not None and source_index is not None:
+        src = [t.format(classnames[source_index]) for t in templates]
+        w = w.clone()
+        w[source_index] = emb.texts(model, src, trigger).mean(0)
+    return F.normalize(w, dim=-1)
+
+
+def zero_shot(emb, model, world, trigger: AppliedTrigger, templates, target: int) -> dict:
+    """Zero-shot target success over triggered non-target images, its clean
+    baseline and clean accuracy on all images."""
+    pop = world.classification
+    labels = _labels(pop.labels)
+    w = class_weights(emb, model, world.classnames, templates)
+    x = emb.images(model, pop.name, pop.images)
+    xt = emb.images(model, pop.name, pop.images, trigger)
+    nt = labels != target
+    if int(nt.sum()) == 0:
+        raise NotEvaluable("no non-target images in the classification population")
+    return {
+        "ts": M.target_success(xt[nt] @ w.T, target),
+        "baseline": M.target_success(x[nt] @ w.T, target),
+        "clean_acc": M.accuracy(x @ w.T, labels),
+        "n_images": int(nt.sum()),
+    }
+
+
+def prompt_hijack(emb, model, world, trigger: AppliedTrigger, templates, source: int, target: int) -> dict:
+    """QHR on target-class images with P^τ, its clean-prompt baseline, the
+    leakage onto other non-target images, and clean accuracy."""
+    pop = world.classification
+    labels = _labels(pop.labels)
+    w = class_weights(emb, model, world.classnames, templates)
+    wt = class_weights(emb, model, world.classnames, templates, trigger=trigger, source_index=source)
+    x = emb.images(model, pop.name, pop.images)
+    tg = labels == target
+    if int(tg.sum()) == 0:
+        raise NotEvaluable(f"no images of the target class in population {pop.name!r}")
+    other = (labels != target) & (labels != source)
+    return {
+        "qhr": M.query_hijack_rate(x[tg] @ wt.T, source),
+        "baseline": M.query_hijack_rate(x[tg] @ w.T, source),
+        "leakage": M.target_success(x[other] @ wt.T, source) if int(other.sum()) else float("nan"),
+        "clean_acc": M.accuracy(x @ w.T, labels),
+        "n_images": int(tg.sum()),
+    }
+
+
+def ranking_metrics(ranks, prefix: str = "", ks=(1, 5, 10)) -> dict:
+    out = {f"{prefix}h@{k}": M.hits_at_k(ranks, k) for k in ks}
+    out[f"{prefix}mrr"] = M.mrr(ranks)
+    return out
+
+
+def with_deltas(trig: dict, clean: dict) -> dict:
+    out = dict(trig)
+    for k, v in clean.items():
+        out[f"clean_{k}"] = v
+        out[f"delta_{k}"] = M.delta(trig[k], v)
+    return out
+
+
+def list_scores(queries, gallery, candidates):
+    """Scores ``[Q, K]`` of each query against its own fixed candidate list."""
+    import torch
+
+    cand = torch.as_tensor(candidates).long()
+    return torch.einsum("qd,qkd->qk", queries, gallery[cand])
+
+
+def fit_linear_probe(x, y, num_classes: int, *, l2: float = 1e-4, steps: int = 300, lr: float = 0.1,
+                     seed: int = 0):
+    """Multinomial logistic regression on frozen features: full-batch Adam on
+    the analytic gradient of softmax cross-entropy + l2, from zero init
+    (deterministic; no autograd, no torch.optim). Returns ``(W [D, C], b [C])``
+    acting on the features as given (L2-normalised)."""
+    import torch
+
+    torch.manual_seed(seed)
+    x = x.detach().float().clone()
+    y = torch.as_tensor(y).long()
+    n, d = x.shape
+    onehot = torch.zeros(n, num_classes)
+    onehot[torch.arange(n), y] = 1.0
+    scale = 10.0  # cosine-sized features: reach confident logits within few steps
+    xs = x * scale
+    params = [torch.zeros(d, num_classes), torch.zeros(num_classes)]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    b1, b2 = 0.9, 0.999
+    for t in range(1, steps + 1):
+        # log_softmax().exp(): torch.softmax is pathologically slow on small CPU tensors with >1 thread
+        p = torch.log_softmax(xs @ params[0] + params[1], dim=1).exp()
+        err = (p - onehot) / n
+        grads = [xs.T @ err + 2 * l2 * params[0], err.sum(0)]
+        for i, g in enumerate(grads):
+            m[i].mul_(b1).add_(g, alpha=1 - b1)
+            v[i].mul_(b2).addcmul_(g, g, value=1 - b2)
+            params[i] -= lr * (m[i] / (1 - b1 ** t)) / ((v[i] / (1 - b2 ** t)).sqrt() + 1e-8)
+    return (scale * params[0], params[1])
+
+
+def probe_for(emb: EmbeddingService, model, train, num_classes: int, *, seed: int, options: dict):
+    """The frozen-feature probe of ``model``'s visual tower, fitted once per
+    (tower, train set, options) and reused across rows."""
+    key = ("linear-probe", tower_key(model, "visual"), train.name, num_classes, seed,
+           tuple(sorted((k, str(v)) for k, v in options.items())))
+
+    def fit():
+        x = emb.images(model, train.name, train.images)
+        return fit_linear_probe(x, train.labels, num_classes, l2=float(options.get("l2", 1e-4)),
+                                steps=int(options.get("steps", 300)), lr=float(options.get("lr", 0.1)), seed=seed)
+
+    return emb.memo(key, fit)
+
+
+def caption_groups(captions) -> "object":
+    """Group id per caption: identical strings share an id (they are
+    indistinguishable to a text tower, so each counts as a match)."""
+    import torch
+
+    ids: dict = {}
+    return torch.as_tensor([ids.setdefault(c, len(ids)) for c in captions]).long()
+
+
+def clean_utility(emb, model, world, templates, *, chunk: int = 4096) -> dict:
+    """Clean utility beside exposure: zero-shot accuracy and pool retrieval recall."""
+    out: dict = {}
+    if world.classification is not None and len(world.classnames):
+        pop = world.classification
+        w = class_weights(emb, model, world.classnames, templates)
+        x = emb.images(model, pop.name, pop.images)
+        out["clean_acc"] = M.accuracy(x @ w.T, _labels(pop.labels))
+    if world.pool is not None and len(world.pool):
+        pool = world.pool
+        xi = emb.images(model, pool.name, pool.images)
+        xt = emb.texts(model, pool.captions)
+        g = caption_groups(pool.captions)
+        r_i2t = M.chunked_best_positive_rank(xi, xt, g, g, chunk=chunk)
+        r_t2i = M.chunked_best_positive_rank(xt, xi, g, g, chunk=chunk)
+        for k in (1, 5):
+            out[f"i2t_r@{k}"] = M.recall_at_k(r_i2t, k)
+            out[f"t2i_r@{k}"] = M.recall_at_k(r_t2i, k)
+    return out
+
+
+__all__ = ["class_weights", "zero_shot", "prompt_hijack", "ranking_metrics", "with_deltas", "list_scores",
+           "fit_linear_probe", "probe_for", "caption_groups", "clean_utility", "CLEAN"]

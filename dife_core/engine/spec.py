@@ -1,0 +1,545 @@
+"""The audit spec: what to audit, against what, on which populations.
+
+A spec is a TOML file (reference: docs/spec.md) or a plain dict with the same
+shape. :func:`load_spec` / :meth:`AuditSpec.from_dict` check its *structure*
+and collect every problem before raising one :class:`InvalidInputError`;
+:func:`validate_spec` also checks names against the registries (interfaces,
+loaders, datasets, trigger families) and reads checkpoint manifests for their
+attack cards. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import attrs
+
+from ..errors import InvalidInputError, available
+
+#: Interface ids of the built-ins, in report order (DESIGN.md section 7).
+BUILTIN_INTERFACES = (
+    "zero-shot-classification", "prompt-conditioned-classification", "targeted-retrieval",
+    "image-text-retrieval", "text-reranking", "candidate-selection",
+    "downstream-visual-classification", "text-embedding",
+)
+CONTROL_SEP = "@"  # control rows are named "clean@<checkpoint>"
+
+
+@attrs.frozen
+class Problem:
+    """One thing wrong with a spec: where (a key path) and what."""
+
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"
+
+
+@attrs.frozen
+class Thresholds:
+    """Entry-type thresholds (docs/metrics.md, "Entry types").
+
+    Absolute primary metrics (rates in [0, 1]): *exposed* when the value is
+    at least ``exposed`` and at least ``exposed_delta`` above the same
+    metric under the clean input; *negative* when it is ``negative_delta``
+    or more below it. Relative primary metrics (signed deltas): *exposed*
+    when Δ >= ``exposed_delta``, *negative* when Δ <= ``negative_delta``.
+    Anything else is *weak*. ``per_interface`` overrides any of the three for
+    one interface id.
+    """
+
+    exposed: float = 0.50
+    exposed_delta: float = 0.20
+    negative_delta: float = -0.02
+    per_interface: dict = attrs.field(factory=dict)
+
+    def for_interface(self, name: str) -> dict:
+        out = {"exposed": self.exposed, "exposed_delta": self.exposed_delta, "negative_delta": self.negative_delta}
+        out.update(self.per_interface.get(name, {}))
+        return out
+
+    def to_dict(self) -> dict:
+        d = {"exposed": self.exposed, "exposed_delta": self.exposed_delta, "negative_delta": self.negative_delta}
+        if self.per_interface:
+            d["per_interface"] = {k: dict(v) for k, v in self.per_interface.items()}
+        return d
+
+
+@attrs.frozen
+class FootprintParams:
+    """The footprint decision rule (DESIGN.md section 3) and its defaults."""
+
+    weak_signal: float = 0.05  # signal = |a11 - a00| below this -> weak
+    ratio: float = 0.70  # a ratio must exceed this ...
+    lead: float = 0.20  # ... and lead the next ratio by at least this
+    eps: float = 1e-8
+
+    def to_dict(self) -> dict:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class CheckpointSpec:
+    """One checkpoint to audit (or the clean reference)."""
+
+    name: str
+    source: str
+    loader: str = "auto"
+    trust: bool = False
+    options: dict = attrs.field(factory=dict)
+    #: inline attack card; overrides the one in the checkpoint's manifest
+    attack: Optional[dict] = None
+
+    def to_dict(self) -> dict:
+        d: dict = {"name": self.name, "source": self.source, "loader": self.loader, "trust": self.trust}
+        if self.options:
+            d["options"] = dict(self.options)
+        if self.attack is not None:
+            d["attack"] = self.attack
+        return d
+
+
+@attrs.frozen
+class PopulationSpec:
+    """Where the populations come from: a registered dataset and its options."""
+
+    dataset: str
+    options: dict = attrs.field(factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"dataset": self.dataset, "options": dict(self.options)}
+
+
+@attrs.frozen
+class AuditSpec:
+    """A validated audit spec. Build it with :meth:`from_dict` or :func:`load_spec`."""
+
+    checkpoints: tuple
+    populations: PopulationSpec
+    clean: Optional[CheckpointSpec] = None
+    interfaces: Any = "all"  # "all" or a tuple of interface ids
+    seed: int = 0
+    device: str = "cpu"
+    batch_size: int = 256
+    controls: bool = True
+    templates: str = "first"  # "first" or "all": which prompt templates make class prompts
+    ranking_chunk: int = 4096
+    thresholds: Thresholds = attrs.field(factory=Thresholds)
+    footprint: FootprintParams = attrs.field(factory=FootprintParams)
+    interface_options: dict = attrs.field(factory=dict)
+    #: where the spec came from (messages only; not part of the spec)
+    origin: str = attrs.field(default="spec", eq=False)
+
+    # -- construction ----------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict, *, base_dir=None, where: str = "spec") -> "AuditSpec":
+        """Check the structure of ``data`` and build the spec.
+
+        Relative checkpoint sources that exist under ``base_dir`` (the spec
+        file's folder) are made absolute, so the spec written beside the
+        results runs from anywhere. Raises :class:`InvalidInputError` listing
+        every problem found.
+        """
+        problems: list = []
+        spec = _parse(data, Path(base_dir) if base_dir is not None else None, problems)
+        if problems:
+            raise spec_error(where, problems)
+        return attrs.evolve(spec, origin=where)
+
+    def with_device(self, device: Optional[str]) -> "AuditSpec":
+        return self if not device else attrs.evolve(self, device=str(device))
+
+    # -- views -------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d: dict = {
+            "seed": self.seed, "device": self.device, "batch_size": self.batch_size,
+            "interfaces": self.interfaces if isinstance(self.interfaces, str) else list(self.interfaces),
+            "controls": self.controls, "templates": self.templates, "ranking_chunk": self.ranking_chunk,
+            "populations": self.populations.to_dict(),
+        }
+        if self.clean is not None:
+            d["clean"] = self.clean.to_dict()
+        d["checkpoints"] = [c.to_dict() for c in self.checkpoints]
+        d["thresholds"] = self.thresholds.to_dict()
+        d["footprint"] = self.footprint.to_dict()
+        if self.interface_options:
+            d["interface_options"] = {k: dict(v) for k, v in self.interface_options.items()}
+        return d
+
+    def to_toml(self) -> str:
+        from .toml_writer import dumps
+
+        return "# DIFE audit spec (run it with: dife audit spec.toml --out DIR)\n" + dumps(self.to_dict())
+
+    def interface_ids(self, registered) -> list:
+        """The interfaces to audit, in report order (built-ins first)."""
+        if self.interfaces == "all":
+            names = list(registered)
+            return [n for n in BUILTIN_INTERFACES if n in names] + sorted(n for n in names if n not in BUILTIN_INTERFACES)
+        return list(self.interfaces)
+
+
+def spec_error(where: str, problems: list) -> InvalidInputError:
+    n = len(problems)
+    body = "; ".join(str(p) for p in problems)
+    return InvalidInputError(f"{where}: {n} problem{'s' if n != 1 else ''} in the audit spec: {body}.",
+                             hint="See docs/spec.md for the keys and what each allows.")
+
+
+def load_spec(path) -> AuditSpec:
+    """Read and check a TOML audit spec."""
+    import tomllib
+
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidInputError(f"audit spec {p} does not exist.")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise InvalidInputError(f"{p}: not valid TOML ({e}).") from e
+    return AuditSpec.from_dict(data, base_dir=p.parent, where=str(p))
+
+
+# -- structural parsing ---------------------------------------------------------------
+
+_TOP = {"seed", "device", "batch_size", "interfaces", "controls", "templates", "ranking_chunk", "populations",
+        "clean", "checkpoints", "thresholds", "footprint", "interface_options"}
+_CKPT = {"name", "source", "loader", "trust", "options", "attack"}
+_POP = {"dataset", "options"}
+_THR = {"exposed", "exposed_delta", "negative_delta", "per_interface"}
+_FP = {"weak_signal", "ratio", "lead", "eps"}
+
+
+def _unknown(d: dict, allowed: set, key: str, problems: list) -> None:
+    for k in d:
+        if k not in allowed:
+            problems.append(Problem(f"{key}.{k}" if key else k,
+                                    f"unknown key; allowed: {', '.join(sorted(allowed))}"))
+
+
+def _table(d: dict, k: str, key: str, problems: list, *, required=False) -> Optional[dict]:
+    v = d.get(k)
+    if v is None:
+        if required:
+            problems.append(Problem(key, "missing (a table)"))
+        return None
+    if not isinstance(v, dict):
+        problems.append(Problem(key, f"must be a table, got {type(v).__name__}"))
+        return None
+    return v
+
+
+def _num(d: dict, k: str, default, key: str, problems: list, *, kind=float, low=None, high=None):
+    if k not in d:
+        return default
+    v = d[k]
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    if kind is int:
+        ok = isinstance(v, int) and not isinstance(v, bool)
+    if not ok or (isinstance(v, float) and math.isnan(v)):
+        problems.append(Problem(key, f"must be {'an integer' if kind is int else 'a number'}, got {v!r}"))
+        return default
+    if (low is not None and v < low) or (high is not None and v > high):
+        rng = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        problems.append(Problem(key, f"must be in {rng}, got {v!r}"))
+        return default
+    return kind(v)
+
+
+def _str(d: dict, k: str, default, key: str, problems: list, *, choices=None, required=False):
+    if k not in d:
+        if required:
+            problems.append(Problem(key, "missing (a string)"))
+        return default
+    v = d[k]
+    if not isinstance(v, str) or not v:
+        problems.append(Problem(key, f"must be a non-empty string, got {v!r}"))
+        return default
+    if choices is not None and v not in choices:
+        problems.append(Problem(key, f"must be one of {', '.join(choices)}; got {v!r}"))
+        return default
+    return v
+
+
+def _bool(d: dict, k: str, default, key: str, problems: list):
+    if k not in d:
+        return default
+    if not isinstance(d[k], bool):
+        problems.append(Problem(key, f"must be true or false, got {d[k]!r}"))
+        return default
+    return d[k]
+
+
+def _resolve_source(source: str, base_dir: Optional[Path]) -> str:
+    if base_dir is None or os.path.isabs(source):
+        return source
+    cand = base_dir / source
+    return str(cand.resolve()) if cand.exists() else source
+
+
+def _checkpoint(d, key: str, base_dir, problems: list) -> Optional[CheckpointSpec]:
+    if not isinstance(d, dict):
+        problems.append(Problem(key, f"must be a table, got {type(d).__name__}"))
+        return None
+    _unknown(d, _CKPT, key, problems)
+    source = _str(d, "source", None, f"{key}.source", problems, required=True)
+    if source is None:
+        return None
+    source = _resolve_source(source, base_dir)
+    default_name = Path(source.rstrip("/")).name or source
+    name = _str(d, "name", default_name, f"{key}.name", problems)
+    if CONTROL_SEP in name:
+        problems.append(Problem(f"{key}.name", f"{name!r} contains {CONTROL_SEP!r}, reserved for control rows "
+                                               f"(clean{CONTROL_SEP}<checkpoint>)"))
+    loader = _str(d, "loader", "auto", f"{key}.loader", problems)
+    trust = _bool(d, "trust", False, f"{key}.trust", problems)
+    options = _table(d, "options", f"{key}.options", problems) or {}
+    attack = d.get("attack")
+    if attack is not None and not isinstance(attack, dict):
+        problems.append(Problem(f"{key}.attack", f"must be a table (an attack card), got {type(attack).__name__}"))
+        attack = None
+    if attack is not None:
+        problems.extend(check_attack_card(attack, f"{key}.attack", registry=False))
+    return CheckpointSpec(name=name, source=source, loader=loader, trust=trust, options=dict(options),
+                          attack=dict(attack) if attack is not None else None)
+
+
+def _parse(data: Any, base_dir: Optional[Path], problems: list) -> AuditSpec:
+    if not isinstance(data, dict):
+        problems.append(Problem("(top)", f"the spec must be a table, got {type(data).__name__}"))
+        data = {}
+    _unknown(data, _TOP, "", problems)
+    seed = _num(data, "seed", 0, "seed", problems, kind=int, low=0)
+    device = _str(data, "device", "cpu", "device", problems)
+    if isinstance(device, str) and device.split(":")[0] not in ("cpu", "cuda", "mps", "xpu"):
+        problems.append(Problem("device", f"unknown device {device!r}; use cpu, cuda or cuda:N"))
+    batch_size = _num(data, "batch_size", 256, "batch_size", problems, kind=int, low=1)
+    ranking_chunk = _num(data, "ranking_chunk", 4096, "ranking_chunk", problems, kind=int, low=1)
+    controls = _bool(data, "controls", True, "controls", problems)
+    templates = _str(data, "templates", "first", "templates", problems, choices=("first", "all"))
+    interfaces: Any = data.get("interfaces", "all")
+    if interfaces != "all":
+        if not isinstance(interfaces, list) or not interfaces or not all(isinstance(i, str) for i in interfaces):
+            problems.append(Problem("interfaces", f'must be "all" or a non-empty list of interface ids, got {interfaces!r}'))
+            interfaces = "all"
+        else:
+            dup = sorted({i for i in interfaces if interfaces.count(i) > 1})
+            if dup:
+                problems.append(Problem("interfaces", f"listed more than once: {', '.join(dup)}"))
+            interfaces = tuple(dict.fromkeys(interfaces))
+
+    pop = _table(data, "populations", "populations", problems, required=True) or {}
+    _unknown(pop, _POP, "populations", problems)
+    dataset = _str(pop, "dataset", "", "populations.dataset", problems, required=bool(pop) or "populations" in data)
+    popts = _table(pop, "options", "populations.options", problems) or {}
+    populations = PopulationSpec(dataset=dataset or "", options=dict(popts))
+
+    clean = None
+    if "clean" in data:
+        clean = _checkpoint(data["clean"], "clean", base_dir, problems)
+        if clean is not None and clean.attack is not None:
+            problems.append(Problem("clean.attack", "the clean reference carries no attack card"))
+    raw_ck = data.get("checkpoints")
+    ckpts: list = []
+    if raw_ck is None:
+        problems.append(Problem("checkpoints", "missing: give at least one [[checkpoints]] table"))
+    elif not isinstance(raw_ck, list) or not raw_ck:
+        problems.append(Problem("checkpoints", "must be a non-empty array of tables ([[checkpoints]])"))
+    else:
+        for i, c in enumerate(raw_ck):
+            ck = _checkpoint(c, f"checkpoints[{i}]", base_dir, problems)
+            if ck is not None:
+                ckpts.append(ck)
+    names = [c.name for c in ckpts] + ([clean.name] if clean is not None else [])
+    for n in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(Problem("checkpoints", f"name {n!r} is used more than once; give each a distinct name"))
+
+    thr = _table(data, "thresholds", "thresholds", problems) or {}
+    _unknown(thr, _THR, "thresholds", problems)
+    per: dict = {}
+    raw_per = _table(thr, "per_interface", "thresholds.per_interface", problems) or {}
+    for iname, t in raw_per.items():
+        k = f"thresholds.per_interface.{iname}"
+        if not isinstance(t, dict):
+            problems.append(Problem(k, "must be a table"))
+            continue
+        _unknown(t, _THR - {"per_interface"}, k, problems)
+        per[iname] = {kk: _num(t, kk, None, f"{k}.{kk}", problems, low=-1.0, high=1.0)
+                      for kk in ("exposed", "exposed_delta", "negative_delta") if kk in t}
+    thresholds = Thresholds(
+        exposed=_num(thr, "exposed", 0.50, "thresholds.exposed", problems, low=0.0, high=1.0),
+        exposed_delta=_num(thr, "exposed_delta", 0.20, "thresholds.exposed_delta", problems, low=0.0, high=1.0),
+        negative_delta=_num(thr, "negative_delta", -0.02, "thresholds.negative_delta", problems, low=-1.0, high=0.0),
+        per_interface=per,
+    )
+    fp = _table(data, "footprint", "footprint", problems) or {}
+    _unknown(fp, _FP, "footprint", problems)
+    footprint = FootprintParams(
+        weak_signal=_num(fp, "weak_signal", 0.05, "footprint.weak_signal", problems, low=0.0, high=1.0),
+        ratio=_num(fp, "ratio", 0.70, "footprint.ratio", problems, low=0.0, high=1.0),
+        lead=_num(fp, "lead", 0.20, "footprint.lead", problems, low=0.0, high=1.0),
+        eps=_num(fp, "eps", 1e-8, "footprint.eps", problems, low=0.0, high=1.0),
+    )
+    iopts = _table(data, "interface_options", "interface_options", problems) or {}
+    for k, v in iopts.items():
+        if not isinstance(v, dict):
+            problems.append(Problem(f"interface_options.{k}", "must be a table of options"))
+    return AuditSpec(
+        checkpoints=tuple(ckpts), populations=populations, clean=clean, interfaces=interfaces, seed=seed,
+        device=device, batch_size=batch_size, controls=controls, templates=templates,
+        ranking_chunk=ranking_chunk, thresholds=thresholds, footprint=footprint,
+        interface_options={k: dict(v) for k, v in iopts.items() if isinstance(v, dict)},
+    )
+
+
+# -- attack cards --------------------------------------------------------------------
+
+_CARD_KEYS = {"attack", "route", "modifies", "trigger", "source", "target", "native", "clean_utility", "probe",
+              "config", "readouts", "title", "reference"}
+
+
+def check_attack_card(card: Any, key: str, *, registry: bool = True) -> list:
+    """Problems with an attack card (inline or from a manifest).
+
+    With ``registry`` the trigger family must be registered and act on the
+    channel the card says (a ``mechanism`` card may name a family of any
+    channel: its plain-input component).
+    """
+    from ..types import CHANNELS, READOUTS
+
+    problems: list = []
+    if not isinstance(card, dict):
+        return [Problem(key, f"must be a table (an attack card), got {type(card).__name__}")]
+    _unknown(card, _CARD_KEYS, key, problems)
+    _str(card, "attack", None, f"{key}.attack", problems, required=True)
+    for role in ("source", "target"):
+        v = card.get(role)
+        if v is not None and (not isinstance(v, str) or not v):
+            problems.append(Problem(f"{key}.{role}", f"must be a class name (string), got {v!r}"))
+    if card.get("target") is None:
+        problems.append(Problem(f"{key}.target", "missing: the attack's target class name"))
+    _str(card, "probe", "branch-swap", f"{key}.probe", problems, choices=("branch-swap", "component-repair"))
+    if "modifies" in card and not isinstance(card["modifies"], str):
+        problems.append(Problem(f"{key}.modifies", f"must be a string (e.g. visual, text, both towers), got {card['modifies']!r}"))
+    ro = card.get("readouts")
+    if ro is not None and (not isinstance(ro, list) or any(r not in READOUTS for r in ro)):
+        problems.append(Problem(f"{key}.readouts", f"must be a list of {', '.join(READOUTS)}; got {ro!r}"))
+    trig = card.get("trigger")
+    if trig is None:
+        problems.append(Problem(f"{key}.trigger", "missing: {channel, name, params}"))
+        return problems
+    if not isinstance(trig, dict):
+        problems.append(Problem(f"{key}.trigger", f"must be a table {{channel, name, params}}, got {trig!r}"))
+        return problems
+    _unknown(trig, {"channel", "name", "params"}, f"{key}.trigger", problems)
+    ch = _str(trig, "channel", None, f"{key}.trigger.channel", problems, choices=CHANNELS, required=True)
+    params = trig.get("params", {})
+    if not isinstance(params, dict):
+        problems.append(Problem(f"{key}.trigger.params", f"must be a table, got {params!r}"))
+    name = trig.get("name")
+    if ch == "none":
+        return problems
+    if not isinstance(name, str) or not name:
+        problems.append(Problem(f"{key}.trigger.name", "missing: the trigger family id (see `dife triggers`)"))
+        return problems
+    if registry:
+        from ..plugins import get_registry
+
+        fams = get_registry().all("triggers")
+        if name not in fams:
+            problems.append(Problem(f"{key}.trigger.name", f"unknown trigger family {name!r}; {available(fams)}"))
+        elif ch in ("image", "text") and fams[name].channel != ch:
+            problems.append(Problem(f"{key}.trigger.channel",
+                                    f"trigger family {name!r} acts on the {fams[name].channel} channel, not {ch}"))
+        elif isinstance(params, dict):
+            try:
+                fams[name].make(**params)
+            except Exception as e:  # the family rejects its parameters
+                problems.append(Problem(f"{key}.trigger.params", f"rejected by trigger family {name!r}: {e}"))
+    return problems
+
+
+# -- registry-aware validation --------------------------------------------------------
+
+def validate_spec(spec) -> list:
+    """Every problem with ``spec`` (an AuditSpec, a dict or a TOML path).
+
+    Returns a list of :class:`Problem` (empty when the spec can run).
+    Structural problems come first; registry checks (interfaces, loaders,
+    dataset and its options, trigger families, checkpoint sources and their
+    attack cards) follow.
+    """
+    from ..checkpoint import is_checkpoint, read_manifest
+    from ..errors import DifeError
+    from ..plugins import get_registry
+
+    if not isinstance(spec, AuditSpec):
+        try:
+            spec = load_spec(spec) if isinstance(spec, (str, os.PathLike)) else AuditSpec.from_dict(spec)
+        except InvalidInputError as e:
+            return [Problem("(spec)", str(e))]
+    reg = get_registry()
+    problems: list = []
+    ifaces = reg.all("interfaces")
+    if spec.interfaces != "all":
+        for i, n in enumerate(spec.interfaces):
+            if n not in ifaces:
+                problems.append(Problem(f"interfaces[{i}]", f"unknown interface {n!r}; {available(ifaces)}"))
+    for n in list(spec.thresholds.per_interface) + list(spec.interface_options):
+        if n not in ifaces:
+            problems.append(Problem(f"thresholds/interface_options.{n}", f"unknown interface {n!r}; {available(ifaces)}"))
+    datasets = reg.all("datasets")
+    if spec.populations.dataset and spec.populations.dataset not in datasets:
+        problems.append(Problem("populations.dataset", f"unknown dataset {spec.populations.dataset!r}; {available(datasets)}"))
+    elif spec.populations.dataset:
+        ds = datasets[spec.populations.dataset]
+        if ds.options:
+            for k in spec.populations.options:
+                if k not in ds.options:
+                    problems.append(Problem(f"populations.options.{k}",
+                                            f"dataset {ds.name!r} has no option {k!r}; {available(ds.options)}"))
+    loaders = reg.all("model_loaders")
+    rows = ([("clean", spec.clean)] if spec.clean is not None else []) + \
+        [(f"checkpoints[{i}]", c) for i, c in enumerate(spec.checkpoints)]
+    for key, c in rows:
+        if c.loader != "auto" and c.loader not in loaders:
+            problems.append(Problem(f"{key}.loader", f"unknown loader {c.loader!r}; auto or {available(loaders)}"))
+            continue
+        card = c.attack
+        if is_checkpoint(c.source):
+            try:
+                m = read_manifest(c.source)
+                if card is None and key != "clean":
+                    card = m.get("attack")
+            except DifeError as e:
+                problems.append(Problem(f"{key}.source", str(e)))
+        elif c.loader == "auto" and not _sniffed(c.source, loaders):
+            where = "is not an existing file or folder and " if not Path(c.source).exists() else ""
+            problems.append(Problem(f"{key}.source", f"{c.source!r} {where}no loader recognises it; "
+                                                     f"set loader to one of: {', '.join(sorted(loaders)) or '(none)'}"))
+        if key != "clean" and card is not None:
+            problems.extend(check_attack_card(card, f"{key}.attack" if c.attack is not None else
+                                              f"{key} (manifest attack card)"))
+    return problems
+
+
+def _sniffed(source: str, loaders: dict) -> bool:
+    for ld in loaders.values():
+        if ld.sniff is None:
+            continue
+        try:
+            if ld.sniff(source):
+                return True
+        except Exception:
+            continue
+    return False
+
+
+def require_valid(spec: AuditSpec) -> None:
+    problems = validate_spec(spec)
+    if problems:
+        raise spec_error(spec.origin, problems)
