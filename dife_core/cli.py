@@ -55,7 +55,10 @@ def main(argv=None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or os.environ.get("DIFE_DEBUG") == "1"
     try:
         group = build_cli()
-        group.main(args=argv, prog_name="dife", standalone_mode=False)
+        rv = group.main(args=argv, prog_name="dife", standalone_mode=False)
+        # without standalone mode click *returns* the code of a click.exceptions.Exit
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:

@@ -9,6 +9,7 @@ or not found. Nothing is imported from torch until the command runs.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -250,4 +251,4 @@ def register_commands(cli):
         if rec.get("error"):
             click.echo(f"Error: {rec['error']}", err=True)
         if code:
-            raise click.exceptions.Exit(code)
+            sys.exit(code)
