@@ -372,7 +372,11 @@ def load_pickle(path, *, trust: bool = False, map_location: str = "cpu"):
         _warn_trust(path, f"torch {torch.__version__} lacks the safe-unpickler fixes")
         return torch.load(str(path), map_location=map_location, weights_only=False)
     try:
-        return torch.load(str(path), map_location=map_location, weights_only=True, mmap=scan.container == "torch-zip")
+        with warnings.catch_warnings():
+            # torch nags about protocol-4 pickles; the verdict below says what matters
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(str(path), map_location=map_location, weights_only=True,
+                              mmap=scan.container == "torch-zip")
     except pickle.UnpicklingError as e:
         text = str(e)
         if "Weights only load failed" not in text and "weights_only" not in text:

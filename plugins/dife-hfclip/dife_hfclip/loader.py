@@ -233,6 +233,15 @@ def fit_state_dict(model, sd: dict, *, where: str) -> None:
     model.load_state_dict(sd, strict=True)
 
 
+#: files that carry a vocabulary; without one transformers 5 would build an empty tokenizer
+VOCAB_FILES = ("tokenizer.json", "vocab.json", "spiece.model", "tokenizer.model", "vocab.txt", "sentencepiece.bpe.model")
+
+
+def _require_tokenizer_files(files: "_Files") -> None:
+    if not any(files.get(n) is not None for n in VOCAB_FILES):
+        raise NotFoundError(f"{files.label}: no tokenizer vocabulary found; expected one of {', '.join(VOCAB_FILES)}.")
+
+
 def load_tokenizer(source: str, label: str):
     """AutoTokenizer from local files only, without remote code."""
     from transformers import AutoTokenizer
@@ -281,6 +290,7 @@ def load(source: str, *, trust: bool = False, device: str = "cpu", name: Optiona
         cfg, family, notes = read_config(files)
         config = build_config(family, cfg)
         sd, paths = load_weights(files, trust=trust)
+        _require_tokenizer_files(files)
         tokenizer = load_tokenizer(files.tokenizer_source, files.label)
         model = build_model(family, config)
         fit_state_dict(model, sd, where=files.label)
@@ -318,6 +328,7 @@ def from_manifest(manifest: dict, weights_path, *, trust: bool = False, device: 
     fit_state_dict(model, load_safetensors(weights_path), where=str(weights_path))
     from dife_core.loading import offline_hub
 
+    _require_tokenizer_files(_Files(folder=tok_dir))
     with offline_hub():
         tokenizer = load_tokenizer(str(tok_dir), str(folder))
     pp = Preprocess.from_dict(manifest["preprocess"])
