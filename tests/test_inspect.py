@@ -163,3 +163,19 @@ def test_inspect_command_module_does_not_import_torch():
             "dife_core.checkpoint; assert 'torch' not in sys.modules, 'torch imported'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_docs_cover_every_inspect_option_and_verdict(capsys):
+    """docs/models.md documents each option `dife inspect --help` prints and each verdict."""
+    import re
+    from pathlib import Path
+
+    from dife_core.builtins import inspect_command
+
+    code, out, _ = dife(capsys, "--help")
+    assert code == 0
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
+    options = set(re.findall(r"(--[a-z][a-z-]+)", out)) - {"--help"}
+    assert options and all(o in doc for o in options), options - {o for o in options if o in doc}
+    for verdict in (inspect_command.SAFE, inspect_command.TRUSTED, inspect_command.REFUSED, inspect_command.MALFORMED):
+        assert f"| `{verdict}` |" in doc
