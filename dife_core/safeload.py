@@ -422,7 +422,8 @@ def weight_format(path) -> str:
         head = f.read(9)
     if head[:4] == _ZIP_MAGIC:
         return "torch-zip"
-    if len(head) >= 9 and head[8:9] == b"{":
+    # safetensors: u64 header length that fits the file, then a JSON object
+    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= path.stat().st_size - 8:
         return "safetensors"
     if head[:1] == b"\x80":  # pickle protocol >= 2
         return "legacy-pickle"

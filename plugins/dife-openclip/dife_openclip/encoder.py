@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from pathlib import Path
 
 import torch
 
@@ -56,6 +57,14 @@ class OpenClipEncoder(DualEncoder):
         tokens = self.tokenize(strings).to(self.device)
         return self.model.encode_text(tokens)
 
+    def save_assets(self, folder) -> dict:
+        """A Hugging Face tokenizer travels with the checkpoint; the bundled BPE needs nothing."""
+        hf = getattr(self.tokenizer, "tokenizer", None)
+        if hf is not None and hasattr(hf, "save_pretrained"):
+            hf.save_pretrained(str(Path(folder) / "tokenizer"))
+            return {"tokenizer": "tokenizer"}
+        return {}
+
 
 def model_kwargs(architecture: dict) -> dict:
     """Constructor arguments for open_clip's CLIP from an architecture dict,
@@ -83,12 +92,21 @@ def build_model(architecture: dict) -> torch.nn.Module:
     return (CustomTextCLIP if custom else CLIP)(**cfg)
 
 
-def build_tokenizer(architecture: dict):
-    """The tokenizer an architecture dict names (bundled BPE unless told otherwise)."""
+def build_tokenizer(architecture: dict, *, tokenizer_dir=None):
+    """The tokenizer an architecture dict names (bundled BPE unless told otherwise).
+
+    ``tokenizer_dir``: saved tokenizer files (a DIFE checkpoint's ``tokenizer/``)
+    that replace a hub name for ``hf`` and ``siglip`` kinds.
+    """
     text_cfg = architecture.get("text_cfg", {})
     ctx = text_cfg.get("context_length", 77)
     spec = dict(architecture.get("tokenizer") or {})
     kind = spec.get("kind")
+    if tokenizer_dir is not None and kind in ("hf", "siglip", None):
+        from open_clip.tokenizer import HFTokenizer
+
+        return HFTokenizer(str(tokenizer_dir), context_length=ctx, tokenizer_mode=text_cfg.get("tokenizer_mode"),
+                           **dict(text_cfg.get("tokenizer_kwargs") or {}))
     if kind is None:
         kind = "hf" if text_cfg.get("hf_tokenizer_name") else "simple"
     kwargs = dict(text_cfg.get("tokenizer_kwargs") or {})
@@ -124,7 +142,7 @@ def preprocess_from(architecture: dict) -> Preprocess:
     return Preprocess.from_dict(pp)
 
 
-def build_custom(architecture: dict, *, name: str = "model") -> OpenClipEncoder:
+def build_custom(architecture: dict, *, name: str = "model", tokenizer_dir=None) -> OpenClipEncoder:
     """Build an open_clip CLIP from a custom architecture config (random init).
 
     ``architecture`` is open_clip's model-config JSON shape:
@@ -134,5 +152,5 @@ def build_custom(architecture: dict, *, name: str = "model") -> OpenClipEncoder:
     whose ``layers`` is a list of four ints builds a ResNet visual tower.
     """
     model = build_model(architecture)
-    return OpenClipEncoder(model, build_tokenizer(architecture), preprocess_from(architecture),
+    return OpenClipEncoder(model, build_tokenizer(architecture, tokenizer_dir=tokenizer_dir), preprocess_from(architecture),
                            architecture=copy.deepcopy(architecture), name=name)

@@ -397,12 +397,12 @@ def fit_state_dict(model, state_dict: dict, *, where: str) -> None:
     model.load_state_dict(sd, strict=True)
 
 
-def build_encoder(architecture: dict, *, name: str):
+def build_encoder(architecture: dict, *, name: str, tokenizer_dir=None):
     """An OpenClipEncoder with random weights, errors phrased for users."""
     from .encoder import build_custom
 
     try:
-        return build_custom(architecture, name=name)
+        return build_custom(architecture, name=name, tokenizer_dir=tokenizer_dir)
     except KeyError as e:
         raise InvalidInputError(f"open_clip architecture for {name!r} lacks {e}.") from e
     except (TypeError, ValueError, AssertionError) as e:
@@ -452,8 +452,10 @@ def from_manifest(manifest: dict, weights_path, *, trust: bool = False, device: 
     from dife_core.model import Preprocess
     from dife_core.safeload import load_safetensors
 
+    tok = (manifest.get("assets") or {}).get("tokenizer")
+    tokenizer_dir = Path(weights_path).parent / tok if tok else None
     with offline_hub():
-        enc = build_encoder(manifest["architecture"], name=manifest.get("name", "model"))
+        enc = build_encoder(manifest["architecture"], name=manifest.get("name", "model"), tokenizer_dir=tokenizer_dir)
     fit_state_dict(enc.model, load_safetensors(weights_path), where=str(weights_path))
     if manifest.get("preprocess"):
         enc.preprocess = Preprocess.from_dict(manifest["preprocess"])

@@ -225,3 +225,26 @@ def test_sniff(tiny, tmp_path):
 
 def tiny_arch_json(enc):
     return {k: v for k, v in enc.architecture.items() if k not in ("preprocess", "tokenizer")}
+
+
+def test_hf_tokenizer_travels_with_the_checkpoint(tmp_path):
+    """An open_clip model with a Hugging Face tokenizer stays loadable after its source folder is gone."""
+    import shutil
+
+    from dife_core.checkpoint import read_manifest, save_checkpoint
+    from dife_hfclip.testing import tiny_clip_tokenizer
+    from dife_openclip.encoder import build_custom
+    from dife_openclip.testing import tiny_arch
+
+    tok = tiny_clip_tokenizer()
+    tok.save_pretrained(str(tmp_path / "tok"))
+    arch = tiny_arch("vit")
+    arch["text_cfg"].update(hf_tokenizer_name=str(tmp_path / "tok"), vocab_size=len(tok))
+    enc = build_custom(arch, name="hf-tok")
+    assert enc.architecture["text_cfg"]["hf_tokenizer_name"]
+    save_checkpoint(enc, tmp_path / "ck")
+    shutil.rmtree(tmp_path / "tok")
+    assert read_manifest(tmp_path / "ck")["assets"] == {"tokenizer": "tokenizer"}
+    got = load_model(str(tmp_path / "ck"))
+    with torch.no_grad():
+        assert torch.allclose(got.encode_text(["a cat", "xbtd"]), enc.encode_text(["a cat", "xbtd"]))
