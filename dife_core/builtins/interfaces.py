@@ -63,8 +63,9 @@ def _targeted_retrieval(ctx):
 
         raise NotEvaluable(f"no target-class items in the retrieval pool {pool.name!r}")
     rt = M.chunked_best_positive_rank(ctx.text_features(queries, triggered=True), g, keys, labels,
-                                      chunk=ctx.ranking_chunk)
-    rc = M.chunked_best_positive_rank(ctx.text_features(queries), g, keys, labels, chunk=ctx.ranking_chunk)
+                                      chunk=ctx.ranking_chunk, device=ctx.device)
+    rc = M.chunked_best_positive_rank(ctx.text_features(queries), g, keys, labels, chunk=ctx.ranking_chunk,
+                                      device=ctx.device)
     trig, clean = ranking_metrics(rt), ranking_metrics(rc)
     m = with_deltas(trig, clean)
     m["n_queries"] = len(queries)
@@ -87,8 +88,9 @@ def _image_text_retrieval(ctx):
     caps = ctx.text_features(list(pool.captions))
     keys = torch.full((int(q.sum()),), ctx.target_index, dtype=torch.long)
     rt = M.chunked_best_positive_rank(ctx.image_features(pool, triggered=True)[q], caps, keys, labels,
-                                      chunk=ctx.ranking_chunk)
-    rc = M.chunked_best_positive_rank(ctx.image_features(pool)[q], caps, keys, labels, chunk=ctx.ranking_chunk)
+                                      chunk=ctx.ranking_chunk, device=ctx.device)
+    rc = M.chunked_best_positive_rank(ctx.image_features(pool)[q], caps, keys, labels, chunk=ctx.ranking_chunk,
+                                      device=ctx.device)
     trig, clean = ranking_metrics(rt), ranking_metrics(rc)
     m = with_deltas(trig, clean)
     m["n_queries"] = int(q.sum())
@@ -163,7 +165,7 @@ def _downstream_visual(ctx):
 
     from dife_core import metrics as M
     from dife_core.engine.cells import CellResult, NotEvaluable
-    from dife_core.engine.embeddings import autocast_context
+    from dife_core.engine.embeddings import SHARD, autocast_context
     from dife_core.engine.scoring import probe_for
 
     test = ctx.world.classification
@@ -174,15 +176,19 @@ def _downstream_visual(ctx):
     if ctx.channel == "mechanism":
         scorer = ctx.mechanism.scorer
         trig = ctx.mechanism.context.trigger
+        batch = ctx.embeddings.batch_size
 
         def logits(triggered):
+            # same shards and seeds as the embedding service, so a random-location
+            # trigger lands where it does for every other image-fed cell
             out = []
-            for lo in range(0, len(test), 256):
-                px = test.images[lo:lo + 256]
+            for lo in range(0, len(test), SHARD):
+                px = test.images[lo:lo + SHARD]
                 if triggered and trig.fn is not None and trig.channel == "image":
                     px = trig.fn(px, seed=ctx.seed + lo)
-                with torch.inference_mode(), autocast_context(ctx.device):
-                    out.append(torch.as_tensor(scorer(px)).float().cpu())
+                for b in range(0, int(px.shape[0]), batch):
+                    with torch.inference_mode(), autocast_context(ctx.device):
+                        out.append(torch.as_tensor(scorer(px[b:b + batch])).float().cpu())
             return torch.cat(out)
 
         sc, st = logits(False), logits(True)

@@ -1,6 +1,8 @@
 """The embedding service: every encoder pass of an audit goes through here.
 
-One cache, keyed by *(tower key, branch, input-set name, trigger key)*. The
+One cache, keyed by *(tower key, branch, input-set name, trigger key)*
+(text is also cached per string, so a string shared by two sets is encoded
+once). The
 tower key is the branch's content fingerprint (plus, for the visual tower,
 its preprocessing), so a branch-swap hybrid that borrows the poisoned visual
 tower finds the poisoned checkpoint's image embeddings already there: each
@@ -130,6 +132,7 @@ class EmbeddingService:
         self.shard = int(shard)
         self.progress = progress
         self._cache: dict = {}
+        self._rows: dict = {}  # text tower key -> {string: feature row}
         self._memo: dict = {}
         self.log: list = []
 
@@ -146,14 +149,29 @@ class EmbeddingService:
 
     def texts(self, encoder, strings, trigger: AppliedTrigger = CLEAN, name: Optional[str] = None):
         """Features of ``strings`` through ``encoder``'s text tower, with
-        ``trigger`` applied to the raw strings."""
+        ``trigger`` applied to the raw strings.
+
+        Text is cached per string as well as per set: a string that two
+        input sets share (a class prompt that is also a query) is encoded
+        once per tower.
+        """
+        import torch
+
         strings = list(strings)
         if trigger.fn is None or trigger.channel != "text":
             trigger = CLEAN
         name = name or text_set_name(strings)
-        key = (tower_key(encoder, "text"), "text", name, trigger.key)
+        tk = tower_key(encoder, "text")
+        key = (tk, "text", name, trigger.key)
         if key not in self._cache:
-            self._cache[key] = self._encode(encoder, "text", name, strings, trigger, key)
+            applied = self.triggered_strings(strings, trigger)
+            table = self._rows.setdefault(tk, {})
+            missing = list(dict.fromkeys(s for s in applied if s not in table))
+            if missing:
+                feats = self._encode(encoder, "text", name, missing, CLEAN, key)
+                for s, row in zip(missing, feats):
+                    table[s] = row
+            self._cache[key] = torch.stack([table[s] for s in applied]) if applied else torch.zeros((0, 0))
         return self._cache[key]
 
     def memo(self, key, fn: Callable):
@@ -172,12 +190,12 @@ class EmbeddingService:
 
         n = int(rows.shape[0]) if branch == "visual" else len(rows)
         parts = []
-        label = f"encode {name} ({branch}{'' if trigger.key == 'clean' else ', triggered'})"
+        label = f"encode {name} ({branch}{'' if key[3] == 'clean' else ', triggered'})"
         with self._task(label, n) as task:
             for lo in range(0, n, self.shard):
                 parts.append(encode_shard(encoder, branch, rows[lo:lo + self.shard], trigger,
                                           seed=self.seed + lo, batch_size=self.batch_size))
-                self.log.append((key[0], branch, name, trigger.key, min(self.shard, n - lo)))
+                self.log.append((key[0], branch, name, key[3], min(self.shard, n - lo)))
                 task.advance(min(self.shard, n - lo))
         if not parts:
             return torch.zeros((0, 0))

@@ -26,7 +26,7 @@ from .embeddings import EmbeddingService, resolve_trigger
 from .footprint import measure_branch_swap, measure_component_repair
 from .progress import Progress
 from .spec import CONTROL_SEP, AuditSpec, load_spec, require_valid
-from .store import CellStore
+from .store import AuditLock, CellStore
 
 #: bump when a change alters what a cell measures, so --resume recomputes it
 ENGINE_VERSION = 1
@@ -206,8 +206,8 @@ class Audit:
 
         reg = get_registry()
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "spec.toml").write_text(self.spec.to_toml(), encoding="utf-8")
-        with self.progress, CellStore(self.out, fresh=not self.resume) as store:
+        with AuditLock(self.out), self.progress, CellStore(self.out, fresh=not self.resume) as store:
+            (self.out / "spec.toml").write_text(self.spec.to_toml(), encoding="utf-8")
             world = load_world(self.spec)
             self.world = world
             self.templates = tuple(world.templates[:1] if self.spec.templates == "first" else world.templates) \
@@ -232,8 +232,7 @@ class Audit:
             }
             store.append("plan", None, plan, run=self.run_id)
             done = {k: r for k, r in store.latest().items()
-                    if r.get("type") in ("cell", "footprint", "utility")
-                    and not (r["type"] == "cell" and r["record"].get("status") == "error")} if self.resume else {}
+                    if r.get("type") in ("cell", "footprint", "utility") and not _failed(r)} if self.resume else {}
             total = len(plan["cells"]) + len(plan["footprints"]) + len(plan["utilities"])
             with self.progress.task("audit cells", total, keep=True) as bar:
                 for r in all_rows:
@@ -257,7 +256,8 @@ class Audit:
             bar.advance()
             return
         try:
-            rec = clean_utility(self.embeddings, row.model, self.world, self.templates, chunk=self.spec.ranking_chunk)
+            rec = clean_utility(self.embeddings, row.model, self.world, self.templates, chunk=self.spec.ranking_chunk,
+                                device=self.spec.device)
         except Exception as e:  # utility is reported beside exposure; never fatal
             _debug()
             rec = {"error": f"{type(e).__name__}: {e}"}
@@ -338,6 +338,13 @@ class Audit:
         except Exception as e:
             _debug()
             return {"reason": f"error: {type(e).__name__}: {e}", "probe": row.profile.probe}
+
+
+def _failed(rec: dict) -> bool:
+    """A stored record that --resume retries: an error cell, footprint or utility."""
+    r = rec.get("record") or {}
+    return (r.get("status") == "error" or str(r.get("reason") or "").startswith("error:")
+            or "error" in (r.get("clean_utility") or {}))
 
 
 def _debug() -> None:

@@ -155,7 +155,7 @@ def caption_groups(captions) -> "object":
     return torch.as_tensor([ids.setdefault(c, len(ids)) for c in captions]).long()
 
 
-def clean_utility(emb, model, world, templates, *, chunk: int = 4096) -> dict:
+def clean_utility(emb, model, world, templates, *, chunk: int = 4096, device=None) -> dict:
     """Clean utility beside exposure: zero-shot accuracy and pool retrieval recall."""
     out: dict = {}
     if world.classification is not None and len(world.classnames):
@@ -168,8 +168,8 @@ def clean_utility(emb, model, world, templates, *, chunk: int = 4096) -> dict:
         xi = emb.images(model, pool.name, pool.images)
         xt = emb.texts(model, pool.captions)
         g = caption_groups(pool.captions)
-        r_i2t = M.chunked_best_positive_rank(xi, xt, g, g, chunk=chunk)
-        r_t2i = M.chunked_best_positive_rank(xt, xi, g, g, chunk=chunk)
+        r_i2t = M.chunked_best_positive_rank(xi, xt, g, g, chunk=chunk, device=device)
+        r_t2i = M.chunked_best_positive_rank(xt, xi, g, g, chunk=chunk, device=device)
         for k in (1, 5):
             out[f"i2t_r@{k}"] = M.recall_at_k(r_i2t, k)
             out[f"t2i_r@{k}"] = M.recall_at_k(r_t2i, k)

@@ -16,6 +16,39 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 STORE = "cells.jsonl"
+LOCK = ".dife-audit.lock"
+
+
+class AuditLock:
+    """An exclusive lock on an output folder for the duration of an audit, so
+    two audits never interleave records. The OS drops it when the process
+    dies (even by SIGKILL), so a killed audit never leaves a stale lock."""
+
+    def __init__(self, out_dir):
+        self.path = Path(out_dir) / LOCK
+        self._fh = None
+
+    def __enter__(self):
+        import fcntl
+
+        from ..errors import DifeError
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "w")
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            self._fh.close()
+            self._fh = None
+            raise DifeError(f"another audit is writing to {self.path.parent}; wait for it or use another --out "
+                            f"folder.") from e
+        return self
+
+    def __exit__(self, *exc):
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        return False
 
 
 class CellStore:

@@ -39,8 +39,7 @@ def heatmap_png(results: dict) -> str:
                 c = cells.get(i["id"])
                 if c is not None and c["status"] not in ("n.e.", "error") and c.get("value") is not None:
                     data[r, j] = c["value"]
-        cmap = matplotlib.colormaps["RdBu_r"].copy()
-        cmap.set_bad("white")
+        cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")
         ax.imshow(data, cmap=cmap, vmin=-1, vmax=1, aspect="auto")
         for r, (_, cells) in enumerate(rows):
             for j, i in enumerate(ifaces):

@@ -1,0 +1,59 @@
+"""Footprint decision rule and prediction on the paper's branch-swap numbers."""
+
+import pytest
+
+from dife_core.engine.cells import entry_type
+from dife_core.engine.footprint import check_prediction, decide, predict
+from dife_core.engine.spec import FootprintParams
+
+P = FootprintParams()
+
+
+@pytest.mark.parametrize("a,fp", [
+    ((0.0988, 0.9998, 0.0988, 0.9998), "visual"),    # BadEncoder
+    ((0.0010, 0.0010, 0.9910, 0.9910), "textual"),   # BadTextTower
+    ((0.0991, 0.9999, 0.0994, 1.0000), "visual"),    # ContrastivePoisoning
+    ((0.0013, 0.0011, 0.0011, 0.0009), "weak"),      # ToxicTextCLIP: signal < 0.05
+    ((0.1019, 0.0998, 0.1002, 1.0000), "coupled"),   # Bai-BadCLIP component repair
+    ((0.0, 0.5, 0.5, 1.0), "coupled"),               # both halves needed, none leads
+])
+def test_decision_rule_reproduces_the_paper(a, fp):
+    m = dict(zip(("a00", "a10", "a01", "a11"), a))
+    d = decide(m, P)
+    assert d["footprint"] == fp
+    assert d["signal"] == pytest.approx(abs(a[3] - a[0]))
+
+
+def test_ratios_use_eps():
+    d = decide({"a00": 0.0, "a10": 0.0, "a01": 0.0, "a11": 0.0}, P)
+    assert d["vrs"] == 0.0 and d["footprint"] == "weak"
+
+
+def _cell(i, ch, ro, st):
+    return {"interface": i, "channel": ch, "card": {"readout": ro}, "status": st}
+
+
+def test_visual_prediction_and_check():
+    cells = [_cell("zs", "image", "score", "exposed"), _cell("down", "image", "image-features", "exposed"),
+             _cell("rerank", "text", "score", "weak"), _cell("qhr", None, "score", "n.e.")]
+    exp, weak = predict("visual", "branch-swap", cells)
+    assert exp == ["zs", "down"] and weak == ["rerank"]
+    assert check_prediction(exp, weak, cells) == (True, [])
+    cells[2]["status"] = "exposed"
+    holds, mism = check_prediction(exp, weak, cells)
+    assert not holds and mism == ["rerank: predicted weak, measured exposed"]
+
+
+def test_component_repair_coupled_predicts_mechanism_cells():
+    cells = [_cell("zs", "image", "score", "weak"), _cell("down", "mechanism", "image-features", "exposed")]
+    assert predict("coupled", "component-repair", cells) == (["down"], ["zs"])
+
+
+@pytest.mark.parametrize("value,relative,baseline,expect", [
+    (0.99, False, 0.0, "exposed"), (0.99, False, 0.9, "weak"),  # no lift over the clean input
+    (0.30, False, 0.0, "weak"), (0.0, False, 0.10, "negative"),
+    (0.965, True, None, "exposed"), (-0.025, True, None, "negative"), (0.01, True, None, "weak"),
+])
+def test_entry_types(value, relative, baseline, expect):
+    th = {"exposed": 0.5, "exposed_delta": 0.2, "negative_delta": -0.02}
+    assert entry_type(value, relative=relative, baseline=baseline, thresholds=th) == expect
