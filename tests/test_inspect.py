@@ -113,18 +113,24 @@ def test_malicious_pickles_are_refused_exit_3(case, container, tmp_path, sentine
         load_model(str(path), loader="openclip", architecture=tiny_arch("vit"))
 
 
-def test_malicious_weights_inside_model_folders(tiny, tmp_path, sentinel, capsys):
+@pytest.mark.parametrize("case", sorted(PAYLOADS))
+def test_malicious_weights_inside_model_folders(case, tiny, tmp_path, sentinel, capsys):
+    """Both loaders refuse a poisoned pytorch_model.bin in their own folder layouts."""
+    from dife_core.errors import UnsafeCheckpointError
+    from dife_core.loading import load_model
     from dife_hfclip.testing import save_folder, tiny_clip_model
     from dife_openclip.testing import write_open_clip_folder
 
     m, tok = tiny_clip_model()
     hf = save_folder(m, tok, tmp_path / "hf", pickle=True)
-    torch.save(state_dict_with(PAYLOADS["os.system"](sentinel), m.state_dict()), hf / "pytorch_model.bin")
+    torch.save(state_dict_with(PAYLOADS[case](sentinel), m.state_dict()), hf / "pytorch_model.bin")
     oc = write_open_clip_folder(tiny, tmp_path / "oc", weights_name="open_clip_pytorch_model.bin", pickle=True)
-    torch.save(state_dict_with(PAYLOADS["builtins.exec"](sentinel), tiny.state_dict()), oc / "open_clip_pytorch_model.bin")
-    for folder, glob in ((hf, "system"), (oc, "exec")):
+    write_legacy(oc / "open_clip_pytorch_model.bin", state_dict_with(PAYLOADS[case](sentinel), tiny.state_dict()))
+    for folder, loader in ((hf, "hfclip"), (oc, "openclip")):
         code, rec, _ = dife_json(capsys, str(folder))
-        assert code == 3 and glob in rec["error"], folder
+        assert code == 3 and PAYLOAD_GLOBAL[case] in rec["error"], folder
+        with pytest.raises(UnsafeCheckpointError, match=PAYLOAD_GLOBAL[case]):
+            load_model(str(folder), loader=loader)
 
 
 def test_trust_checkpoint_lifts_the_refusal_with_a_warning(tiny, tmp_path, capsys):

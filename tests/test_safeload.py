@@ -206,3 +206,17 @@ def test_header_bound_is_checked_before_reading(tmp_path, monkeypatch):
     with pytest.raises(InvalidInputError):
         safeload.validate_safetensors(path)
     assert reads == [8]
+
+
+def test_legacy_storage_size_bomb_is_a_clear_error(tmp_path):
+    """A legacy pickle declaring a 400 GB storage fails fast with a clear error."""
+    write_legacy(tmp_path / "small.pt", {"w": torch.zeros(3)})
+    data = bytearray((tmp_path / "small.pt").read_bytes())
+    marker = b"X\x03\x00\x00\x00cpuq\x06"
+    at = data.index(marker + b"K\x03") + len(marker)
+    n = 10**11
+    nb = n.to_bytes((n.bit_length() + 8) // 8, "little")
+    data[at:at + 2] = b"\x8a" + bytes([len(nb)]) + nb  # numel 3 -> 1e11 (LONG1)
+    path = write(tmp_path / "bomb.pt", bytes(data))
+    with pytest.raises(InvalidInputError, match="damaged or truncated"):
+        safeload.load_state_dict(path)
