@@ -196,19 +196,27 @@ def test_hf_from_pretrained_agrees(tmp_path):
 
 
 def test_hf_preprocessing_matches_the_image_processor():
-    """Resizing inside encode_image follows preprocessor_config (shortest edge + centre crop)."""
-    from torchvision.transforms import v2
+    """Resizing inside encode_image follows preprocessor_config (shortest edge + centre crop)
+    and agrees with transformers' own CLIPImageProcessor on a non-square image."""
+    from transformers import CLIPImageProcessor
 
-    from dife_hfclip.encoder import FAMILIES
-    from dife_hfclip.loader import preprocess_from
+    from dife_hfclip.loader import wrap_model
     from dife_hfclip.testing import tiny_clip_model
 
-    model, _ = tiny_clip_model()
-    pp = preprocess_from(FAMILIES["clip"], model.config, {
-        "size": {"shortest_edge": 32}, "do_center_crop": True, "crop_size": {"height": 32, "width": 32},
-        "resample": 3, "image_mean": [0.5, 0.4, 0.3], "image_std": [0.2, 0.3, 0.4]})
-    assert (pp.image_size, pp.resize_mode, pp.interpolation) == (32, "shortest", "bicubic")
-    assert pp.mean == (0.5, 0.4, 0.3)
+    model, tok = tiny_clip_model()
+    cfg = {"size": {"shortest_edge": 32}, "do_center_crop": True, "crop_size": {"height": 32, "width": 32},
+           "resample": 3, "image_mean": [0.5, 0.4, 0.3], "image_std": [0.2, 0.3, 0.4]}
+    enc = wrap_model(model, tok, preprocessor_config=cfg)
+    pp = enc.preprocess
+    assert (pp.image_size, pp.resize_mode, pp.interpolation, pp.mean) == (32, "shortest", "bicubic", (0.5, 0.4, 0.3))
+    x = (torch.rand(2, 3, 48, 70, generator=torch.Generator().manual_seed(0)) * 255).round().to(torch.uint8)
+    theirs = CLIPImageProcessor(**cfg)(images=list(x), return_tensors="pt")["pixel_values"]
+    ours = enc.normalise(x.float() / 255)
+    assert ours.shape == theirs.shape
+    diff = (ours - theirs).abs()  # they round to uint8 after resizing: ~1/255 / std
+    assert diff.mean() < 0.02 and diff.max() < 0.2
+    with torch.no_grad():
+        assert _close(enc.encode_image(x.float() / 255), model.get_image_features(pixel_values=theirs).pooler_output)
 
 
 # -- the contract itself -----------------------------------------------------------

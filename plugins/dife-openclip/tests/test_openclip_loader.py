@@ -67,8 +67,6 @@ def registered_arch(monkeypatch, tiny):
 
 
 def _weights(enc) -> bytes:
-    import io
-
     from safetensors.torch import save
 
     return save({k: v.contiguous() for k, v in enc.model.state_dict().items()})
