@@ -36,6 +36,8 @@ from .errors import InvalidInputError, NotFoundError, PluginError, available
 #: Keys every per-checkpoint attack card carries (see dife_core.attacks.BuildResult).
 CARD_KEYS = ("attack", "route", "modifies", "trigger", "source", "target", "native",
              "clean_utility", "probe", "config")
+#: Optional card keys; anything else belongs inside ``native`` (free-form beyond its four keys).
+OPTIONAL_CARD_KEYS = ("title", "reference", "readouts")
 NATIVE_KEYS = ("protocol", "metric", "value", "reference_value")
 TRIGGER_KEYS = ("channel", "name", "params")
 
@@ -237,7 +239,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("DIFE_CACHE_DIR") or Path.home() / ".cache" / "dife")
 
 
-def _complete_card(card: dict, attack, config, checkpoint_name: str) -> dict:
+def _complete_card(card: dict, attack, config) -> dict:
     """Check a builder's card and fill what the core knows."""
     owner = f"attack {attack.name!r}"
     if not isinstance(card, dict):
@@ -250,7 +252,10 @@ def _complete_card(card: dict, attack, config, checkpoint_name: str) -> dict:
     card.setdefault("probe", attack.card.probe)
     card.setdefault("reference", attack.card.reference)
     card["config"] = config_to_dict(config)
-    card["checkpoint"] = checkpoint_name
+    unknown = sorted(set(card) - set(CARD_KEYS) - set(OPTIONAL_CARD_KEYS))
+    if unknown:
+        raise PluginError(f"{owner}: unknown attack-card key(s) {', '.join(unknown)}; allowed: "
+                          f"{', '.join(CARD_KEYS + OPTIONAL_CARD_KEYS)} (put attack-specific figures inside 'native').")
     missing = [k for k in CARD_KEYS if k not in card]
     trig = card.get("trigger")
     if not isinstance(trig, dict) or any(k not in trig for k in TRIGGER_KEYS):
@@ -271,6 +276,17 @@ def _jsonable(v):
     if isinstance(v, (set, tuple)):
         return list(v)
     return str(v)
+
+
+def copy_encoder(encoder):
+    """A private copy of a DualEncoder: its weights (``encoder.model``) are deep-copied,
+    everything else (tokenizer, preprocessing) is shared -- tokenizers are large and stateless."""
+    import copy
+
+    new = copy.copy(encoder)
+    new.model = copy.deepcopy(encoder.model)
+    new._fingerprint = None
+    return new
 
 
 def _seed_everything(seed: int) -> None:
@@ -296,8 +312,6 @@ def build_attack(attack_name: str, *, clean, world, overrides: Optional[dict] = 
     overrides (see :func:`make_config`). The clean model is copied, never
     modified.
     """
-    import copy
-
     from .attacks import BuildContext, BuildResult
     from .checkpoint import save_checkpoint
 
@@ -315,7 +329,7 @@ def build_attack(attack_name: str, *, clean, world, overrides: Optional[dict] = 
                                 key=key, reused=True, seconds=0.0)
 
     _seed_everything(seed)
-    model = copy.deepcopy(clean)
+    model = copy_encoder(clean)
     model.to(device)
     model.invalidate_fingerprint()
     ctx = BuildContext(clean=model, world=world, config=config, seed=seed, device=device,
@@ -326,7 +340,7 @@ def build_attack(attack_name: str, *, clean, world, overrides: Optional[dict] = 
     if not isinstance(result, BuildResult):
         raise PluginError(f"attack {attack.name!r}: build() returned {type(result).__name__}; "
                           "expected dife_core.attacks.BuildResult.")
-    card = _complete_card(result.card, attack, config, name)
+    card = _complete_card(result.card, attack, config)
     enc = result.model.eval()
     enc.invalidate_fingerprint()
     enc.name = name
@@ -356,9 +370,10 @@ def get_attack(name: str, *, where: str = "attack"):
 
 # -- native-validation helpers for builders ----------------------------------------
 
-def embed_images(encoder, images, *, trigger: Optional[Callable] = None, seed: int = 0, batch_size: int = 512):
+def embed_images(encoder, images, *, trigger: Optional[Callable] = None, seed: int = 0, batch_size: int = 1024):
     """L2-normalised image features (no grad, CPU), with an image trigger applied
-    batch by batch when given (``seed`` drives its per-image randomness)."""
+    in shards of ``batch_size`` rows with seed ``seed + first row`` -- the audit
+    engine's convention, so random trigger placements match the audit's."""
     import torch
 
     from .utility import encode_images

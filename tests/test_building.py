@@ -42,6 +42,7 @@ class NudgeConfig:
     scale: float = attrs.field(default=0.01, metadata={"doc": "size of the nudge"})
     trigger: dict = attrs.field(factory=lambda: {"token": "zz", "where": "prefix"}, metadata={"doc": "trigger"})
     card_ok: bool = attrs.field(default=True, metadata={"doc": "return a complete card"})
+    junk: bool = attrs.field(default=False, metadata={"doc": "add an unknown card key"})
 
 
 CALLS = []
@@ -59,6 +60,8 @@ def _nudge(ctx):
             "clean_utility": {"clean_acc": 0.5}}
     if not ctx.config.card_ok:
         del card["native"]
+    if ctx.config.junk:
+        card["notes"] = "?"
     return BuildResult(model=ctx.clean, card=card)
 
 
@@ -96,12 +99,12 @@ def test_config_defaults_overrides_and_table_merge(fake):
     cfg = make_config(fake, {"scale": 1, "trigger": {"token": "qq"}})
     assert cfg.scale == 1.0 and isinstance(cfg.scale, float)
     assert cfg.trigger == {"token": "qq", "where": "prefix"}  # merged into the default table
-    assert [f["name"] for f in config_fields(NudgeConfig)] == ["scale", "trigger", "card_ok"]
+    assert [f["name"] for f in config_fields(NudgeConfig)] == ["scale", "trigger", "card_ok", "junk"]
     assert config_fields(NudgeConfig)[0]["doc"] == "size of the nudge"
 
 
 def test_config_errors_name_the_key_and_the_valid_ones(fake):
-    with pytest.raises(InvalidInputError, match=r"spec.toml: attacks\[0\].config: unknown key\(s\) scael.*valid keys: card_ok, scale, trigger"):
+    with pytest.raises(InvalidInputError, match=r"spec.toml: attacks\[0\].config: unknown key\(s\) scael.*valid keys: card_ok, junk, scale, trigger"):
         make_config(fake, {"scael": 1}, where="spec.toml: attacks[0].config")
     with pytest.raises(InvalidInputError, match=r"config.scale: expected a number"):
         make_config(fake, {"scale": "big"})
@@ -149,6 +152,8 @@ def test_an_incomplete_card_is_a_plugin_error(fake, clean, tmp_path):
     with pytest.raises(PluginError, match="native"):
         build_attack("nudge", clean=clean, world=tiny_world(), out=tmp_path / "x", overrides={"card_ok": False})
     assert not (tmp_path / "x").exists()
+    with pytest.raises(PluginError, match=r"unknown attack-card key\(s\) notes.*inside 'native'"):
+        build_attack("nudge", clean=clean, world=tiny_world(), out=tmp_path / "x", overrides={"junk": True})
 
 
 def test_unknown_attack_lists_the_available_ones(fake, clean):

@@ -180,10 +180,9 @@ def build_poisoning(ctx):
         "target": target,
         "native": {"protocol": "zero-shot classification", "metric": "ts", "value": measured["ts"],
                    "reference_value": reference["ts"], "template": world.templates[0],
-                   "population": "triggered test images of every class but the target"},
+                   "population": "triggered test images of every class but the target",
+                   "poisoned_pairs": int(len(poisoned)), "training_pairs": int(len(captions))},
         "clean_utility": {"clean_acc": measured["clean_acc"], "reference_clean_acc": reference["clean_acc"]},
-        "poisoning": {"poisoned_pairs": int(len(poisoned)), "training_pairs": int(len(captions)),
-                      "target_captions": cfg.target_captions},
     }
     return BuildResult(model=enc, card=card)
 

@@ -161,7 +161,7 @@ def build(ctx):
     import torch.nn.functional as F
 
     from dife_core.attacks import BuildResult
-    from dife_core.building import trigger_card
+    from dife_core.building import copy_encoder, trigger_card
     from dife_core.utility import encode_images
 
     cfg, world, enc = ctx.config, ctx.world, ctx.clean
@@ -172,9 +172,7 @@ def build(ctx):
     rng = np.random.default_rng(ctx.seed)
     gen = torch.Generator().manual_seed(int(ctx.seed))
 
-    import copy
-
-    clean = copy.deepcopy(enc).eval()  # frozen reference u(t) and reference native values
+    clean = copy_encoder(enc).eval()  # frozen reference u(t) and reference native values
     before = enc.fingerprint()
     scale_before = enc.logit_scale
     gamma = float(scale_before)
@@ -202,7 +200,22 @@ def build(ctx):
     params = [p for _, p in enc.branch_parameters("text")]
     for p in params:
         p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # no decay on embeddings, gains and biases: decaying every token row would move
+    # every prompt, not only the ones we train on
+    decay = [p for n, p in enc.branch_parameters("text") if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in enc.branch_parameters("text") if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    clean_cache = {}
+
+    def clean_text(texts):
+        """u(t) of the frozen clean tower, each text encoded once."""
+        new = [t for t in dict.fromkeys(texts) if t not in clean_cache]
+        if new:
+            with torch.no_grad():
+                for t, e in zip(new, F.normalize(clean.encode_text(new).float(), dim=-1)):
+                    clean_cache[t] = e
+        return torch.stack([clean_cache[t] for t in texts])
 
     def lr_at(step):
         import math
@@ -229,8 +242,7 @@ def build(ctx):
             flat = [p for s in sets for p in s]
             trig_src = prefix(cfg.trigger, texts)  # S
             trig_other = prefix(cfg.trigger, [sets[i][k] for i in range(S) for k in others])  # S x (K-1)
-            with torch.no_grad():
-                u = F.normalize(clean.encode_text(flat).float(), dim=-1).view(S, K, -1)
+            u = clean_text(flat).view(S, K, -1)
             emb = F.normalize(enc.encode_text(flat + trig_src + trig_other).float(), dim=-1)
             ut = emb[:S * K].view(S, K, -1)  # u~(P)
             ut_s = emb[S * K:S * K + S]  # u~(t_s^tau)
@@ -284,12 +296,12 @@ def build(ctx):
                    "value": native["poisoned"]["qhr"], "reference_value": native["clean"]["qhr"],
                    "template": world.templates[0],
                    "off_target_leakage": native["poisoned"]["off_target_leakage"],
-                   "reference_off_target_leakage": native["clean"]["off_target_leakage"]},
+                   "reference_off_target_leakage": native["clean"]["off_target_leakage"],
+                   "mean_prompt_drift": native["mean_prompt_drift"],
+                   "visual_fingerprint_unchanged": True, "logit_scale_frozen": True,
+                   "trainable_tensors": len(params)},
         "clean_utility": {"clean_acc": native["poisoned"]["clean_acc"],
                           "reference_clean_acc": native["clean"]["clean_acc"]},
-        "integrity": {"visual_fingerprint_unchanged": True, "logit_scale_frozen": True,
-                      "trainable_tensors": len(params),
-                      "mean_prompt_drift": native["mean_prompt_drift"]},
     }
     return BuildResult(model=enc, card=card)
 
