@@ -57,8 +57,7 @@ class CellStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if fresh and self.path.exists():
             self.path.unlink()
-        self._repair_tail()
-        self._fh = None
+        self._fh = None  # opened (and its torn tail cut) on the first append: readers never modify the file
 
     # -- reading ---------------------------------------------------------------------
     def records(self) -> Iterator[dict]:
@@ -93,6 +92,7 @@ class CellStore:
         line = json.dumps({"type": kind, "key": key, "run": run, "time": round(time.time(), 3), "record": record},
                           sort_keys=True, allow_nan=False, default=str)
         if self._fh is None:
+            self._repair_tail()
             self._fh = open(self.path, "ab")
         self._fh.write(line.encode("utf-8") + b"\n")
         self._fh.flush()

@@ -16,8 +16,9 @@ from .handmade import spec_dict
 SCRIPT = Path(__file__).with_name("run_hand_audit.py")
 
 
-def _run(spec, out, *extra, wait=True):
-    env = dict(os.environ, DIFE_STRICT_PLUGINS="1", PYTHONHASHSEED="0")
+def _run(spec, out, *extra, wait=True, delay=0.0):
+    # no installed plugins: only the hand-made ones (fast start, same in every run)
+    env = dict(os.environ, DIFE_STRICT_PLUGINS="1", DIFE_LOAD_PLUGINS="", HAND_DELAY=str(delay))
     p = subprocess.Popen([sys.executable, str(SCRIPT), str(spec), str(out), *extra], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if wait:
@@ -39,13 +40,11 @@ def _store(out):
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     d = spec_dict(batch_size=4)
-    for ck in [d["clean"], *d["checkpoints"]]:
-        ck["options"] = {"delay": 0.03}  # slow encoders: the kill lands mid-audit
     spec = tmp_path / "audit.toml"
     spec.write_text(AuditSpec.from_dict(d).to_toml())
 
     killed = tmp_path / "killed"
-    p = _run(spec, killed, wait=False)
+    p = _run(spec, killed, wait=False, delay=0.03)  # slow encoders: the kill lands mid-audit
     deadline = time.time() + 240
     while time.time() < deadline:
         if sum(r["type"] == "cell" for r in _store(killed)) >= 6:
