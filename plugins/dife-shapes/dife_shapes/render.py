@@ -42,6 +42,7 @@ COLOUR_NAMES = tuple(COLOURS)
 _RGB = np.array([COLOURS[c] for c in COLOUR_NAMES], dtype=np.float32) / 255.0
 
 BACKGROUNDS = ("plain", "gradient", "striped", "speckled", "checkered")
+PATTERN_STRENGTH = 0.4
 
 
 # -- glyphs --------------------------------------------------------------------
@@ -166,7 +167,7 @@ def sample_scenes(rng: np.random.Generator, labels: np.ndarray, image_size: int 
         "size": size,
         "cx": cx,
         "cy": cy,
-        "angle": rng.uniform(-25, 25, n),
+        "angle": rng.uniform(-15, 15, n),
         "flip": rng.random(n) < 0.5,
         "colour": colour,
         "shade": rng.uniform(-0.12, 0.12, n),
@@ -175,7 +176,7 @@ def sample_scenes(rng: np.random.Generator, labels: np.ndarray, image_size: int 
         "bg2": bg2,
         "bg_angle": rng.uniform(0, math.pi, n),
         "bg_freq": rng.uniform(0.25, 0.7, n),
-        "noise": rng.uniform(0.0, 0.07, n),
+        "noise": rng.uniform(0.0, 0.05, n),
         "noise_seed": rng.integers(0, 2**31 - 1, n),
         "caption_choice": rng.integers(0, 2**31 - 1, n),
     }
@@ -215,8 +216,11 @@ def _backgrounds(sc: dict, rng: np.random.Generator, image_size: int) -> np.ndar
     speckled = (rng.random((n, image_size, image_size)) < 0.3).astype(np.float32)
     k = np.maximum(2, np.round(3 + 4 * sc["bg_freq"])).astype(np.int64)[:, None, None]
     checkered = (((xx.astype(np.int64) // k) + (yy.astype(np.int64) // k)) % 2).astype(np.float32)
+    # textures are faint (a second colour mixed in at PATTERN_STRENGTH) so the
+    # glyph's outline stays the strongest edge in the image
     t = np.select([kind == 0, kind == 1, kind == 2, kind == 3],
-                  [np.zeros_like(u), gradient, striped, speckled], checkered)[:, None]
+                  [np.zeros_like(u), gradient, striped * PATTERN_STRENGTH, speckled * PATTERN_STRENGTH],
+                  checkered * PATTERN_STRENGTH)[:, None]
     c1 = _RGB[sc["bg1"]][:, :, None, None]
     c2 = _RGB[sc["bg2"]][:, :, None, None]
     return c1 * (1 - t) + c2 * t

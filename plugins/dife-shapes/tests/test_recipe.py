@@ -1,0 +1,79 @@
+"""The tiny CLIP recipe: training, determinism, the content-keyed cache, clean utility."""
+
+import attrs
+import pytest
+import torch
+
+from dife_core.checkpoint import read_manifest
+from dife_core.errors import NotFoundError
+from dife_shapes import recipe as R
+
+torch.set_num_threads(1)
+
+#: the test recipe cut to a few steps: for behaviour, not quality
+TINY = attrs.evolve(R.RECIPES["test"], name="tiny", steps=3)
+
+
+def test_same_seed_same_weights():
+    from dife_shapes.world import make_world
+
+    world = make_world(TINY.world, 0)
+    a = R.train_clean(TINY, seed=0, world=world, progress=False)
+    b = R.train_clean(TINY, seed=0, progress=False)  # builds its own (identical) world
+    assert a.fingerprint() == b.fingerprint()
+    c = R.train_clean(TINY, seed=1, world=world, progress=False)  # other init and batch order
+    assert c.fingerprint() != a.fingerprint()
+
+
+def test_cache_is_keyed_by_recipe_content(tmp_path, monkeypatch):
+    enc = R.clean_clip(TINY, seed=0, cache_dir=tmp_path, progress=False)
+    path = R.cache_path(TINY, 0, tmp_path)
+    manifest = read_manifest(path)
+    assert manifest["loader"] == "openclip" and manifest["fingerprint"] == enc.fingerprint()
+    assert manifest["extra"]["recipe_key"] == TINY.key(0)
+    assert set(manifest["extra"]["clean_utility"]) == {"clean_acc", "t2i_p@5"}
+
+    def no_training(*a, **k):
+        raise AssertionError("the cached model should have been reused")
+
+    monkeypatch.setattr(R, "train_clean", no_training)
+    again = R.clean_clip(TINY, seed=0, cache_dir=tmp_path, progress=False)
+    assert again.fingerprint() == enc.fingerprint()
+    # any change of content is another cache entry
+    assert R.cache_path(attrs.evolve(TINY, lr=1e-4), 0, tmp_path) != path
+    assert R.cache_path(TINY, 1, tmp_path) != path
+
+
+def test_default_cache_dir_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFE_CACHE_DIR", str(tmp_path))
+    assert R.cache_path("default").parent == tmp_path / "shapes"
+    monkeypatch.delenv("DIFE_CACHE_DIR")
+    assert ".cache" in str(R.default_cache_dir())
+
+
+def test_unknown_recipe_lists_the_known_ones():
+    with pytest.raises(NotFoundError, match="available: default, test"):
+        R.clean_clip("huge")
+
+
+def test_print_clean_utility(tmp_path):
+    from rich.console import Console
+
+    console = Console(record=True, width=120)
+    util = R.print_clean_utility(TINY, cache_dir=tmp_path, progress=False, console=console)
+    text = console.export_text()
+    assert "zero-shot accuracy" in text and "trained now" in text
+    assert 0.0 <= util["clean_acc"] <= 1.0
+    R.print_clean_utility(TINY, cache_dir=tmp_path, progress=False, console=console)
+    assert "reused from cache" in console.export_text()
+
+
+def test_test_recipe_is_clearly_better_than_chance(tmp_path):
+    """The acceptance figure of the test recipe (<= 60 s on 2 idle cores, >= 0.5
+    zero-shot accuracy); the end-to-end tests build on this model."""
+    from dife_shapes.world import make_world
+
+    enc = R.clean_clip("test", seed=0, cache_dir=tmp_path, progress=False)
+    util = R.clean_utility(enc, make_world("test", 0))
+    assert util["clean_acc"] >= 0.5, util
+    assert util["t2i_p@5"] >= 0.5, util
