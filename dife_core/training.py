@@ -84,6 +84,28 @@ def _param_groups(encoder, trainable: str, weight_decay: float):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+class _MemoTokenizer:
+    """Remembers token rows per string: captions repeat every epoch, and
+    tokenising is a pure function of the string (triggers act before it)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.rows: dict = {}
+
+    def __call__(self, texts, *args, **kwargs):
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if args or kwargs:
+            return self.tokenizer(texts, *args, **kwargs)
+        new = [t for t in dict.fromkeys(texts) if t not in self.rows]
+        if new:
+            for t, row in zip(new, self.tokenizer(new)):
+                self.rows[t] = row
+        return torch.stack([self.rows[t] for t in texts])
+
+    def __getattr__(self, name):  # context_length, vocab, ... of the wrapped tokenizer
+        return getattr(self.tokenizer, name)
+
+
 def _train_mode(model: torch.nn.Module) -> None:
     """Train mode, except batch-norm layers of frozen parts: their running
     statistics are weights of that branch and must not drift."""
@@ -159,6 +181,9 @@ def contrastive_train(
     _train_mode(encoder.model)
     t0 = time.perf_counter()
     bar = _progress(progress, description, total)
+    tokenizer = getattr(encoder, "tokenizer", None)
+    if callable(tokenizer) and "tokenizer" in vars(encoder):
+        encoder.tokenizer = _MemoTokenizer(tokenizer)
     try:
         for step in range(total):
             if pos + batch_size > n:  # new epoch, new order; drop the ragged tail
@@ -199,6 +224,8 @@ def contrastive_train(
             if bar is not None:
                 bar.update(step + 1, loss=losses[-1] if losses else float("nan"))
     finally:
+        if isinstance(vars(encoder).get("tokenizer"), _MemoTokenizer):
+            encoder.tokenizer = tokenizer
         if bar is not None:
             bar.close()
         for p in encoder.model.parameters():

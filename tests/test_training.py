@@ -139,3 +139,17 @@ def test_clip_loss_and_schedule():
     assert cosine_schedule(10, 100, 10) == pytest.approx(1.0)
     assert cosine_schedule(55, 100, 10) == pytest.approx(0.5)
     assert cosine_schedule(100, 100, 10) == pytest.approx(0.0)
+
+
+def test_tokens_are_memoised_during_training_only():
+    from dife_core.training import _MemoTokenizer
+
+    enc = _enc()
+    original = enc.tokenizer
+    memo = _MemoTokenizer(original)
+    texts = ["a red square", "xbtd a blue square", "a red square"]
+    assert torch.equal(memo(texts), original(texts))
+    assert torch.equal(memo(texts[::-1]), original(texts[::-1]))
+    images, captions, _ = _data(n=8)
+    contrastive_train(enc, images, captions, steps=1, batch_size=4, progress=False)
+    assert enc.tokenizer is original
