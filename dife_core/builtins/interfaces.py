@@ -123,8 +123,9 @@ def _text_reranking(ctx):
     lists = ctx.world.rerank
     targets = _lists(ctx, lists, "rerank")
     g = ctx.image_features(ctx.world.pool)
-    rt = M.best_positive_rank(list_scores(ctx.text_features(lists.queries, triggered=True), g, lists.candidates), targets)
-    rc = M.best_positive_rank(list_scores(ctx.text_features(lists.queries), g, lists.candidates), targets)
+    qt, qc = ctx.text_features(lists.queries, triggered=True), ctx.text_features(lists.queries)
+    rt = M.best_positive_rank(list_scores(qt, g, lists.candidates), targets)
+    rc = M.best_positive_rank(list_scores(qc, g, lists.candidates), targets)
     ks = (1, 5)
     trig, clean = ranking_metrics(rt, ks=ks), ranking_metrics(rc, ks=ks)
     m = with_deltas(trig, clean)

@@ -120,7 +120,8 @@ def decide(card, profile: Optional[AttackProfile], world, *, has_clean: bool, ha
         what = profile.modifies or "components"
         return Applicability(False, question="readout",
                              reason=f"bypassed footprint: the attack modifies {what}, which does not reach "
-                                    f"{_READOUT_WORDS.get(card.readout, card.readout)}, the readout this interface consumes")
+                                    f"{_READOUT_WORDS.get(card.readout, card.readout)}, "
+                                    f"the readout this interface consumes")
     # 2. trigger channel
     accepted = set(card.trigger_channels)
     mech_ok = "mechanism" in accepted and "mechanism" in profile.channels and has_scorer

@@ -225,7 +225,8 @@ class Audit:
                 "interfaces": [{"id": i.name, "title": i.card.title, "plugin": reg.owner("interfaces", i.name),
                                 **card_fields(i.card)} for i in interfaces],
                 "rows": [r.entry() for r in all_rows],
-                "utilities": [{"checkpoint": r.name, "key": self.utility_key(r)} for r in all_rows if r.role != "control"],
+                "utilities": [{"checkpoint": r.name, "key": self.utility_key(r)}
+                              for r in all_rows if r.role != "control"],
                 "cells": [{"checkpoint": r.name, "interface": i.name, "key": self.cell_key(r, i)}
                           for r in cell_rows for i in interfaces],
                 "footprints": [{"checkpoint": r.name, "key": self.footprint_key(r)} for r in rows if r.profile],

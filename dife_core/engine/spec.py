@@ -179,7 +179,8 @@ class AuditSpec:
         """The interfaces to audit, in report order (built-ins first)."""
         if self.interfaces == "all":
             names = list(registered)
-            return [n for n in BUILTIN_INTERFACES if n in names] + sorted(n for n in names if n not in BUILTIN_INTERFACES)
+            plugins = sorted(n for n in names if n not in BUILTIN_INTERFACES)
+            return [n for n in BUILTIN_INTERFACES if n in names] + plugins
         return list(self.interfaces)
 
 
@@ -324,7 +325,8 @@ def _parse(data: Any, base_dir: Optional[Path], problems: list) -> AuditSpec:
     interfaces: Any = data.get("interfaces", "all")
     if interfaces != "all":
         if not isinstance(interfaces, list) or not interfaces or not all(isinstance(i, str) for i in interfaces):
-            problems.append(Problem("interfaces", f'must be "all" or a non-empty list of interface ids, got {interfaces!r}'))
+            problems.append(Problem("interfaces",
+                                    f'must be "all" or a non-empty list of interface ids, got {interfaces!r}'))
             interfaces = "all"
         else:
             dup = sorted({i for i in interfaces if interfaces.count(i) > 1})
@@ -424,7 +426,8 @@ def check_attack_card(card: Any, key: str, *, registry: bool = True) -> list:
         problems.append(Problem(f"{key}.target", "missing: the attack's target class name"))
     _str(card, "probe", "branch-swap", f"{key}.probe", problems, choices=("branch-swap", "component-repair"))
     if "modifies" in card and not isinstance(card["modifies"], str):
-        problems.append(Problem(f"{key}.modifies", f"must be a string (e.g. visual, text, both towers), got {card['modifies']!r}"))
+        problems.append(Problem(f"{key}.modifies",
+                                f"must be a string (e.g. visual, text, both towers), got {card['modifies']!r}"))
     ro = card.get("readouts")
     if ro is not None and (not isinstance(ro, list) or any(r not in READOUTS for r in ro)):
         problems.append(Problem(f"{key}.readouts", f"must be a list of {', '.join(READOUTS)}; got {ro!r}"))
@@ -489,12 +492,15 @@ def validate_spec(spec) -> list:
         for i, n in enumerate(spec.interfaces):
             if n not in ifaces:
                 problems.append(Problem(f"interfaces[{i}]", f"unknown interface {n!r}; {available(ifaces)}"))
-    for n in list(spec.thresholds.per_interface) + list(spec.interface_options):
-        if n not in ifaces:
-            problems.append(Problem(f"thresholds/interface_options.{n}", f"unknown interface {n!r}; {available(ifaces)}"))
+    for prefix, names in (("thresholds.per_interface", spec.thresholds.per_interface),
+                          ("interface_options", spec.interface_options)):
+        for n in names:
+            if n not in ifaces:
+                problems.append(Problem(f"{prefix}.{n}", f"unknown interface {n!r}; {available(ifaces)}"))
     datasets = reg.all("datasets")
     if spec.populations.dataset and spec.populations.dataset not in datasets:
-        problems.append(Problem("populations.dataset", f"unknown dataset {spec.populations.dataset!r}; {available(datasets)}"))
+        problems.append(Problem("populations.dataset",
+                                f"unknown dataset {spec.populations.dataset!r}; {available(datasets)}"))
     elif spec.populations.dataset:
         ds = datasets[spec.populations.dataset]
         if ds.options:

@@ -56,7 +56,8 @@ def render_html(results: dict, *, plots: bool = True) -> str:
          '<meta name="viewport" content="width=device-width, initial-scale=1">',
          f"<title>DIFE audit report</title><style>{CSS}</style></head><body>",
          "<h1>DIFE audit report</h1>",
-         f'<p class="meta">DIFE {e(results["dife_version"])} · world <code>{e(results.get("world", {}).get("world"))}</code>'
+         f'<p class="meta">DIFE {e(results["dife_version"])} · '
+         f'world <code>{e(results.get("world", {}).get("world"))}</code>'
          f' · seed {e(results["seed"])} · templates: '
          + ", ".join(f"<code>{e(t)}</code>" for t in results.get("templates", [])) + "</p>"]
     if not results.get("complete", True):
@@ -97,8 +98,10 @@ def render_html(results: dict, *, plots: bool = True) -> str:
             [f"<tr><td>{e(f['checkpoint'])}</td><td>{e(f.get('probe'))}</td>"
              f"<td>{e(f.get('readout') or f.get('reason'))}</td>"
              + "".join(f'<td class="num">{num(f.get(k))}</td>' for k in keys)
-             + f"<td><b>{e(f.get('footprint') or '—')}</b></td><td>{e(', '.join(f.get('predicted_exposed') or []))}</td>"
-             f"<td>{e(prediction_text(f))}{''.join('<br><small>' + e(m) + '</small>' for m in f.get('mismatches') or [])}"
+             + f"<td><b>{e(f.get('footprint') or '—')}</b></td>"
+             f"<td>{e(', '.join(f.get('predicted_exposed') or []))}</td>"
+             f"<td>{e(prediction_text(f))}"
+             f"{''.join('<br><small>' + e(m) + '</small>' for m in f.get('mismatches') or [])}"
              f"</td></tr>" for f in results["footprints"]]))
         if plots:
             P.append('<div class="charts">')
@@ -139,7 +142,8 @@ def render_html(results: dict, *, plots: bool = True) -> str:
     P.append("<h2>Interface cards</h2>")
     P.append(_table(["interface", "readout", "trigger channels", "target event", "population", "reference",
                      "metric", "plugin"],
-                    [f"<tr><td>{e(i['id'])}</td><td>{e(i['readout'])}</td><td>{e(', '.join(i['trigger_channels']))}</td>"
+                    [f"<tr><td>{e(i['id'])}</td><td>{e(i['readout'])}</td>"
+                     f"<td>{e(', '.join(i['trigger_channels']))}</td>"
                      f"<td>{e(i['target_event'])}</td><td>{e(i['population'] or '—')}</td>"
                      f"<td>{e(i['reference'] or '—')}</td><td>{e(metric_label(i['metric']))}</td>"
                      f"<td>{e(i.get('plugin'))}</td></tr>" for i in results.get("interfaces", [])]))
