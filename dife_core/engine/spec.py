@@ -400,10 +400,6 @@ def _parse(data: Any, base_dir: Optional[Path], problems: list) -> AuditSpec:
 
 # -- attack cards --------------------------------------------------------------------
 
-_CARD_KEYS = {"attack", "route", "modifies", "trigger", "source", "target", "native", "clean_utility", "probe",
-              "config", "readouts", "title", "reference"}
-
-
 def check_attack_card(card: Any, key: str, *, registry: bool = True) -> list:
     """Problems with an attack card (inline or from a manifest).
 
@@ -416,7 +412,7 @@ def check_attack_card(card: Any, key: str, *, registry: bool = True) -> list:
     problems: list = []
     if not isinstance(card, dict):
         return [Problem(key, f"must be a table (an attack card), got {type(card).__name__}")]
-    _unknown(card, _CARD_KEYS, key, problems)
+    # cards are extensible (attack plugins add keys): only the keys the engine reads are checked
     _str(card, "attack", None, f"{key}.attack", problems, required=True)
     for role in ("source", "target"):
         v = card.get(role)
@@ -438,7 +434,6 @@ def check_attack_card(card: Any, key: str, *, registry: bool = True) -> list:
     if not isinstance(trig, dict):
         problems.append(Problem(f"{key}.trigger", f"must be a table {{channel, name, params}}, got {trig!r}"))
         return problems
-    _unknown(trig, {"channel", "name", "params"}, f"{key}.trigger", problems)
     ch = _str(trig, "channel", None, f"{key}.trigger.channel", problems, choices=CHANNELS, required=True)
     params = trig.get("params", {})
     if not isinstance(params, dict):

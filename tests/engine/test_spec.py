@@ -52,6 +52,12 @@ def test_trigger_channel_must_match_the_family(hand):
     assert "checkpoints[0].attack.trigger.channel" in keys
 
 
+def test_attack_cards_are_extensible(hand):
+    d = spec_dict()
+    d["checkpoints"][0]["attack"] = dict(d["checkpoints"][0]["attack"], checkpoint="textual", native={"value": 1})
+    assert validate_spec(d) == []
+
+
 def test_toml_round_trip_and_relative_sources(tmp_path, hand):
     (tmp_path / "ckpts" / "a").mkdir(parents=True)
     d = spec_dict(interface_options={"downstream-visual-classification": {"steps": 50}})
