@@ -250,3 +250,24 @@ def test_cli_audit_then_report_rerenders_the_same_results(tmp_path, hand):
     assert (out / "results.json").read_text() == first and (out / "report.html").is_file()
     r = CliRunner().invoke(build_cli(), ["report", str(tmp_path / "nothing-here")])
     assert r.exit_code != 0 and "holds no audit records" in str(r.exception)
+
+
+def test_progress_bars_and_terminal_matrix(tmp_path, hand, capsys):
+    run_audit(spec_dict(interfaces=["text-reranking"]), tmp_path, progress=True)
+    out, err = capsys.readouterr()
+    assert "DIFE exposure matrix" in out and "N.E." in out and "textual" in out
+    assert "records computed" in err
+
+
+def test_cli_reports_a_bad_spec_as_one_paragraph_and_exit_2(tmp_path, hand, capsys):
+    from dife_core.cli import main
+
+    spec = tmp_path / "bad.toml"
+    spec.write_text('seed = 0\ninterfaces = ["nope"]\n[populations]\ndataset = "handworld"\n'
+                    '[[checkpoints]]\nsource = "visual"\nloader = "handmade"\n')
+    with pytest.raises(SystemExit) as ei:
+        main(["audit", str(spec), "--out", str(tmp_path / "out")])
+    assert ei.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Error:") and "interfaces[0]: unknown interface 'nope'" in " ".join(err.split())
+    assert "Traceback" not in err

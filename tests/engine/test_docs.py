@@ -60,3 +60,20 @@ def test_interface_plugin_example_runs(tmp_path, hand, register_plugin):
     res = run_audit(spec_dict(interfaces=["my-interface"]), tmp_path, progress=False)
     cells = {c["checkpoint"]: c for c in res["cells"]}
     assert cells["visual"]["status"] == "exposed" and cells["clean@visual"]["status"] == "weak"
+
+
+def test_dife_interfaces_lists_the_eight_builtin_cards():
+    import json
+
+    from click.testing import CliRunner
+
+    from dife_core.cli import build_cli
+
+    r = CliRunner().invoke(build_cli(), ["interfaces", "--json"])
+    assert r.exit_code == 0, r.output
+    cards = {c["name"]: c for c in json.loads(r.output)}
+    assert set(BUILTIN_INTERFACES) <= set(cards)
+    for name in BUILTIN_INTERFACES:
+        c = cards[name]
+        assert c["plugin"] == "dife_core.builtins.interfaces"
+        assert c["readout"] and c["trigger_channels"] and c["target_event"] and c["metric"]
