@@ -106,6 +106,15 @@ class _MemoTokenizer:
         return getattr(self.tokenizer, name)
 
 
+def _adamw(groups, lr: float):
+    """AdamW, fused where this torch supports it (several times faster per
+    step on the CPU for the tiny CLIP's large token embedding)."""
+    try:
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
+
+
 def _train_mode(model: torch.nn.Module) -> None:
     """Train mode, except batch-norm layers of frozen parts: their running
     statistics are weights of that branch and must not drift."""
@@ -169,7 +178,7 @@ def contrastive_train(
     gen = torch.Generator().manual_seed(seed)
     encoder.to(device)
     groups = _param_groups(encoder, trainable, weight_decay)
-    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    opt = _adamw(groups, lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_schedule(s, total, warmup))
     ls_param = getattr(encoder.model, "logit_scale", None)
     fixed_scale = torch.tensor(encoder.logit_scale_value())

@@ -53,10 +53,11 @@ class Recipe:
 RECIPES = {
     # ResNet [1,1,1,1] width 32 on 32x32 pixels, 2-layer width-128 text tower.
     "default": Recipe(name="default", world="default", architecture=_arch(32, 128, 2, 128),
-                      steps=700, batch_size=256, lr=2e-3, warmup=50),
-    # A much smaller model and schedule for the test suite.
-    "test": Recipe(name="test", world="test", architecture=_arch(16, 64, 1, 64),
-                   steps=120, batch_size=128, lr=3e-3, warmup=10),
+                      steps=600, batch_size=256, lr=2e-3, warmup=50),
+    # The same model on the smaller, milder test world, for a few steps: the
+    # test suite's clean reference (a smaller ResNet learns the shapes far slower).
+    "test": Recipe(name="test", world="test", architecture=_arch(32, 128, 2, 128),
+                   steps=200, batch_size=256, lr=2e-3, warmup=20),
 }
 
 

@@ -145,10 +145,16 @@ GLYPHS = _glyphs()
 
 # -- scenes ----------------------------------------------------------------------
 
-def sample_scenes(rng: np.random.Generator, labels: np.ndarray, image_size: int = 32) -> dict:
-    """Sample nuisance attributes for one image per label (independent of the label)."""
+def sample_scenes(rng: np.random.Generator, labels: np.ndarray, image_size: int = 32, *,
+                  backgrounds=BACKGROUNDS, max_rotation: float = 15.0, max_noise: float = 0.05,
+                  size_range=(0.22, 0.45)) -> dict:
+    """Sample nuisance attributes for one image per label (independent of the label).
+
+    ``backgrounds`` (a subset of :data:`BACKGROUNDS`), ``max_rotation``
+    (degrees), ``max_noise`` (pixel noise std) and ``size_range`` (glyph
+    half-extent / image size) set how hard the world is."""
     n = len(labels)
-    size = rng.uniform(0.22, 0.45, n) * image_size  # glyph half-extent in pixels
+    size = rng.uniform(size_range[0], size_range[1], n) * image_size  # glyph half-extent in pixels
     margin = size * 0.8
     cx = rng.uniform(margin, image_size - margin)
     cy = rng.uniform(margin, image_size - margin)
@@ -167,16 +173,16 @@ def sample_scenes(rng: np.random.Generator, labels: np.ndarray, image_size: int 
         "size": size,
         "cx": cx,
         "cy": cy,
-        "angle": rng.uniform(-15, 15, n),
+        "angle": rng.uniform(-max_rotation, max_rotation, n),
         "flip": rng.random(n) < 0.5,
         "colour": colour,
         "shade": rng.uniform(-0.12, 0.12, n),
-        "background": rng.integers(0, len(BACKGROUNDS), n),
+        "background": np.array([BACKGROUNDS.index(b) for b in backgrounds])[rng.integers(0, len(backgrounds), n)],
         "bg1": bg1,
         "bg2": bg2,
         "bg_angle": rng.uniform(0, math.pi, n),
         "bg_freq": rng.uniform(0.25, 0.7, n),
-        "noise": rng.uniform(0.0, 0.05, n),
+        "noise": rng.uniform(0.0, max_noise, n),
         "noise_seed": rng.integers(0, 2**31 - 1, n),
         "caption_choice": rng.integers(0, 2**31 - 1, n),
     }

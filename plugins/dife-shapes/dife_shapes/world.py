@@ -64,12 +64,24 @@ class WorldPreset:
     selection_sources: int = 3
     n_selection_6x1: int = 200
     selection_6x1_sources: int = 2
+    # nuisance: how hard the shapes are to see (see render.sample_scenes)
+    backgrounds: tuple = attrs.field(default=render.BACKGROUNDS, converter=tuple)
+    max_rotation: float = 15.0
+    max_noise: float = 0.05
+    size_range: tuple = attrs.field(default=(0.22, 0.45), converter=tuple)
+
+    def scene_options(self) -> dict:
+        return {"backgrounds": self.backgrounds, "max_rotation": self.max_rotation,
+                "max_noise": self.max_noise, "size_range": self.size_range}
 
 
 PRESETS = {
     "default": WorldPreset(name="default"),
-    "test": WorldPreset(name="test", n_train_pairs=3000, n_test=300, n_train=300, n_pool=300, n_shadow=200,
-                        n_rerank=30, n_selection=30, n_selection_6x1=30),
+    # small, and milder nuisance (plain and gradient backgrounds, larger
+    # glyphs) so the test recipe learns it in well under a minute
+    "test": WorldPreset(name="test", n_train_pairs=8000, n_test=300, n_train=300, n_pool=300, n_shadow=200,
+                        n_rerank=30, n_selection=30, n_selection_6x1=30, backgrounds=("plain", "gradient"),
+                        max_rotation=10.0, max_noise=0.03, size_range=(0.3, 0.45)),
 }
 
 # Stable ids of the random streams (never renumber: images would change).
@@ -105,22 +117,23 @@ def _balanced_labels(rng: np.random.Generator, n: int, n_classes: int) -> np.nda
 
 
 @functools.lru_cache(maxsize=16)
-def generate(n: int, seed: int, split: str, image_size: int = 32):
+def generate(n: int, seed: int, split: str, image_size: int = 32, scene_options: tuple = ()):
     """``n`` class-balanced images (uint8 ``[N,3,H,W]``), their labels and captions.
 
     Cached in-process (callers get fresh float tensors from :func:`_to_tensor`;
     never write into the cached arrays)."""
     rng = _rng(seed, split)
     labels = _balanced_labels(rng, n, len(render.CLASSNAMES))
-    scenes = render.sample_scenes(rng, labels, image_size)
+    scenes = render.sample_scenes(rng, labels, image_size, **dict(scene_options))
     return render.render(scenes, image_size), labels, tuple(render.captions(scenes, image_size))
 
 
-def source_queries(n: int, seed: int, source: str, image_size: int = 32) -> list:
+def source_queries(n: int, seed: int, source: str, image_size: int = 32, scene_options: tuple = ()) -> list:
     """Clean text queries about the source concept: captions of unseen source scenes."""
     rng = _rng(seed, "queries")
     labels = np.full(n, render.CLASSNAMES.index(source), dtype=np.int64)
-    return render.captions(render.sample_scenes(rng, labels, image_size), image_size)
+    scenes = render.sample_scenes(rng, labels, image_size, **dict(scene_options))
+    return render.captions(scenes, image_size)
 
 
 def _to_tensor(u8):
@@ -145,19 +158,20 @@ def make_world(preset="default", seed: int = 0, *, source: str = DEFAULT_SOURCE,
         raise InvalidInputError(f"shapes world: source and target must differ (both {source!r}).")
     name = f"shapes-{preset_id(p)}-s{int(seed)}"
     size = p.image_size
+    opts = tuple(p.scene_options().items())  # hashable, for the generation cache
 
     def labelled(split: str, n: int, pop_name: Optional[str] = None):
-        im, y, caps = generate(n, seed, split, size)
+        im, y, caps = generate(n, seed, split, size, opts)
         return LabelledImages(name=f"{name}/{pop_name or split}", images=_to_tensor(im), labels=y.copy(),
                               classnames=classes, captions=tuple(caps))
 
-    pool_im, pool_y, pool_caps = generate(p.n_pool, seed, "pool", size)
+    pool_im, pool_y, pool_caps = generate(p.n_pool, seed, "pool", size, opts)
     pool = CaptionedPool(name=f"{name}/pool", images=_to_tensor(pool_im), captions=pool_caps,
                          labels=pool_y.copy(), classnames=classes)
     s, t = classes.index(source), classes.index(target)
     pair = f"{source}-{target}"
     n_queries = max(p.n_rerank, p.n_selection, p.n_selection_6x1)
-    queries = source_queries(n_queries, seed, source, size)
+    queries = source_queries(n_queries, seed, source, size, opts)
 
     def lists(split, n, k, n_targets, n_sources):
         return make_candidate_lists(
