@@ -14,8 +14,8 @@ def _table(title: str, columns: list, rows: list) -> None:
     from rich.table import Table
 
     t = Table(title=title, show_lines=False)
-    for c in columns:
-        t.add_column(c, overflow="fold")
+    for i, c in enumerate(columns):
+        t.add_column(c.replace("_", " "), overflow="fold", no_wrap=(i == 0))
     for r in rows:
         t.add_row(*[str(x) if x is not None else "" for x in r])
     Console().print(t)
@@ -40,7 +40,7 @@ def register_commands(cli):
             rows.append((i["name"], i["version"] or "built-in", provides, i["error"] or "ok"))
         _table("DIFE plugins", ["plugin", "version", "provides", "status"], rows)
 
-    def _cards_command(kind: str, help_text: str, describe):
+    def _cards_command(kind: str, help_text: str, describe, table_columns):
         @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
         def command(as_json: bool):
             from dife_core.plugins import get_registry
@@ -58,7 +58,8 @@ def register_commands(cli):
             if not records:
                 click.echo(f"No {kind} registered.")
                 return
-            cols = list(records[0].keys())
+            # the table shows the columns a reader scans; --json has every field
+            cols = [c for c in table_columns if c in records[0]]
             _table(f"DIFE {kind}", cols, [[_fmt(r[c]) for c in cols] for r in records])
 
         command.__doc__ = help_text
@@ -66,16 +67,19 @@ def register_commands(cli):
 
     cli.command("interfaces")(
         _cards_command("interfaces", "List the registered deployment-interface cards.",
-                       lambda i: i.card.to_dict())
+                       lambda i: i.card.to_dict(),
+                       ["name", "readout", "trigger_channels", "target_event", "reference", "metric"])
     )
     cli.command("attacks")(
         _cards_command("attacks", "List the registered attacks and their cards.",
-                       lambda a: __import__("attrs").asdict(a.card))
+                       lambda a: __import__("attrs").asdict(a.card),
+                       ["name", "title", "route", "modifies", "trigger_channel", "native_protocol"])
     )
     cli.command("triggers")(
         _cards_command("triggers", "List the registered trigger channels.",
                        lambda t: {"name": t.name, "channel": t.channel,
-                                  "description": t.description, "defaults": t.defaults})
+                                  "description": t.description, "defaults": t.defaults},
+                       ["name", "channel", "description"])
     )
 
 
