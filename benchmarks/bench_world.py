@@ -72,6 +72,23 @@ def main(argv=None) -> int:
           f"world {med['world_s']} s, training {med['train_s']} s, total {med['total_s']} s, "
           f"zero-shot acc {med['clean_acc']:.3f}, t2i P@5 {med['t2i_p@5']:.3f}; "
           f"identical fingerprints: {same}")
+    # a second run reuses the cached checkpoint: time saving + loading it
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        from pathlib import Path
+
+        from dife_core.checkpoint import save_checkpoint
+
+        path = R.cache_path(r, args.seed, tmp)
+        path.parent.mkdir(parents=True)
+        save_checkpoint(enc, path, extra={"recipe_key": r.key(args.seed)})
+        t = time.perf_counter()
+        again = R._load_cached(r, args.seed, Path(path), "cpu")
+        out["cache_load_s"] = round(time.perf_counter() - t, 2)
+        out["cache_reload_same_fingerprint"] = again.fingerprint() == enc.fingerprint()
+    print(f"cached checkpoint reloads in {out['cache_load_s']} s "
+          f"(same fingerprint: {out['cache_reload_same_fingerprint']})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

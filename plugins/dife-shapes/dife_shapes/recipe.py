@@ -11,6 +11,7 @@ Measured figures are in ``docs/world.md`` (``benchmarks/bench_world.py``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -57,7 +58,7 @@ RECIPES = {
     # The same model on the smaller, milder test world, for a few steps: the
     # test suite's clean reference (a smaller ResNet learns the shapes far slower).
     "test": Recipe(name="test", world="test", architecture=_arch(32, 128, 2, 128),
-                   steps=200, batch_size=256, lr=2e-3, warmup=20),
+                   steps=180, batch_size=256, lr=2e-3, warmup=20),
 }
 
 
@@ -110,15 +111,36 @@ def clean_clip(preset="default", seed: int = 0, cache_dir=None, progress: bool =
     """The clean tiny CLIP of a recipe: from the cache, or trained and cached.
 
     Returns an :class:`dife_openclip.encoder.OpenClipEncoder` in eval mode.
+    Processes that ask for the same model at once train it once: the others
+    wait on a lock file and then read the cache.
     """
-    from dife_core.checkpoint import is_checkpoint, load_checkpoint, save_checkpoint
-
     r = get_recipe(preset)
     path = cache_path(r, seed, cache_dir)
-    if is_checkpoint(path):
-        enc = load_checkpoint(path, device=device)
-        if enc.manifest.get("extra", {}).get("recipe_key") == r.key(seed):
-            return enc.eval()
+    enc = _load_cached(r, seed, path, device)
+    if enc is not None:
+        return enc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(path.with_name(path.name + ".lock")):
+        enc = _load_cached(r, seed, path, device)  # trained by another process meanwhile?
+        if enc is None:
+            enc = _train_and_save(r, seed, path, progress, device)
+    return enc.eval()
+
+
+def _load_cached(r: Recipe, seed: int, path: Path, device: str):
+    from dife_core.checkpoint import is_checkpoint, load_checkpoint
+
+    if not is_checkpoint(path):
+        return None
+    enc = load_checkpoint(path, device=device)
+    if enc.manifest.get("extra", {}).get("recipe_key") != r.key(seed):
+        return None
+    return enc.eval()
+
+
+def _train_and_save(r: Recipe, seed: int, path: Path, progress: bool, device: str):
+    from dife_core.checkpoint import save_checkpoint
+
     from .world import make_world
 
     world = make_world(r.world, seed)
@@ -128,10 +150,24 @@ def clean_clip(preset="default", seed: int = 0, cache_dir=None, progress: bool =
              "world": world.name, "generator_version": render.GENERATOR_VERSION,
              "train_seconds": round(stats.seconds, 1) if stats else None,
              "clean_utility": clean_utility(enc, world)}
-    path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(enc, path, extra=extra)
     enc.manifest = {"extra": extra}
-    return enc.eval()
+    return enc
+
+
+@contextlib.contextmanager
+def _lock(lock_path: Path):
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks here: at worst two processes train the same model
+        yield
+        return
+    with open(lock_path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def clean_utility(encoder, world) -> dict:
