@@ -7,14 +7,18 @@ open_clip model on it (``easy_clean``) and check that an attack works, fast.
 
 from __future__ import annotations
 
+import functools
+
 CLASSES = ("airplane", "automobile", "bird", "cat")
 COLOURS = ((1.0, 0.1, 0.1), (0.1, 1.0, 0.1), (0.1, 0.1, 1.0), (1.0, 1.0, 0.1))
 CAPTIONS = ("a photo of a {}", "a {} in the middle", "there is a {} here", "a small {} on a dark background",
             "a picture of a {}")
 
 
+@functools.lru_cache(maxsize=4)
 def easy_world(seed: int = 0, *, n_pairs: int = 400, n_test: int = 80):
-    """A :class:`dife_core.populations.World` with train pairs and a test set (source automobile, target airplane)."""
+    """A :class:`dife_core.populations.World` with train pairs and a test set
+    (source automobile, target airplane). Memoised: treat it as read-only."""
     import numpy as np
     import torch
 
@@ -38,11 +42,15 @@ def easy_world(seed: int = 0, *, n_pairs: int = 400, n_test: int = 80):
                  extras={"train_pairs": split(n_pairs, "pairs")})
 
 
-def easy_clean(world, *, steps: int = 50, seed: int = 0):
-    """A tiny open_clip ViT trained contrastively on ``world``'s pairs (clean accuracy ~1)."""
+@functools.lru_cache(maxsize=4)
+def easy_clean(world_seed: int = 0, *, steps: int = 40, seed: int = 0):
+    """A tiny open_clip ViT trained contrastively on ``easy_world(world_seed)`` (clean
+    accuracy ~1). Memoised across a test session: never train it in place
+    (``build_attack`` works on a copy)."""
     from dife_core.training import contrastive_train
     from dife_openclip.testing import tiny_encoder
 
+    world = easy_world(world_seed)
     enc = tiny_encoder("vit", seed=seed)
     pairs = world.extras["train_pairs"]
     contrastive_train(enc, pairs.images, pairs.captions, steps=steps, batch_size=64, lr=3e-3, warmup=5,

@@ -10,7 +10,7 @@ from dife_core.building import build_attack, config_fields, make_config, resolve
 from dife_core.errors import InvalidInputError
 from dife_core.plugins import get_registry
 
-FAST = {"steps": 40, "batch_size": 64, "poison_rate": 0.1, "lr": 1e-3, "warmup": 4,
+FAST = {"steps": 30, "batch_size": 64, "poison_rate": 0.1, "lr": 1e-3, "warmup": 4,
         "trigger_params": {"size": 0.25}}
 
 

@@ -1,17 +1,17 @@
-"""The easy test world and its clean tiny CLIP (module-scoped: trained once per module)."""
+"""The easy test world and its clean tiny CLIP (memoised: trained once per test session)."""
 
 import pytest
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def world():
     from dife_backdoors.testing import easy_world
 
     return easy_world()
 
 
-@pytest.fixture(scope="module")
-def clean(world):
+@pytest.fixture
+def clean():
     from dife_backdoors.testing import easy_clean
 
-    return easy_clean(world)
+    return easy_clean()

@@ -9,7 +9,7 @@ from dife_core.building import build_attack, config_fields
 from dife_core.errors import InvalidInputError
 from dife_core.plugins import get_registry
 
-FAST = {"steps": 60, "n_samples": 300, "batch_size": 64, "captions_per_step": 3, "lr": 2e-3, "warmup": 5}
+FAST = {"steps": 40, "n_samples": 300, "batch_size": 64, "captions_per_step": 3, "lr": 2e-3, "warmup": 5}
 
 
 def test_registered_with_its_card_and_documented_paper_defaults():
