@@ -143,7 +143,8 @@ class Attack:
     (optional, mechanism attacks) is ``scorer(ctx) -> fn(pixels) -> logits
     [N, C]`` over the world's class names: the classifier the attack ships
     (e.g. a prompt-tuned classifier); interfaces whose card accepts the
-    ``mechanism`` channel score it. Both receive a
+    ``mechanism`` channel score it (a ``description`` attribute on the
+    returned function, if any, names that classifier in the cell's notes). Both receive a
     :class:`dife_core.engine.context.MechanismContext`.
     """
 

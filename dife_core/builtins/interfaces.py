@@ -193,7 +193,8 @@ def _downstream_visual(ctx):
             return torch.cat(out)
 
         sc, st = logits(False), logits(True)
-        head = "the attack's shipped classifier (mechanism scorer)"
+        # the attack plugin may say what its classifier is (``scorer.description``)
+        head = getattr(scorer, "description", None) or "the attack's shipped classifier (mechanism scorer)"
     else:
         train = ctx.world.train
         if train is None:

@@ -1,0 +1,70 @@
+"""Blended, SIG and WaNet: the CleanCLIP-style poisoning variants.
+
+Each is ContrastivePoisoning's recipe (:func:`build_poisoning`: poison a share
+of the training pairs with an image trigger and a target-class caption, then
+continue contrastive training of both towers) with another trigger family:
+
+- ``blended`` (Chen et al. 2017): the image blended with a fixed random-noise
+  pattern, ``x' = (1 - alpha) x + alpha p``;
+- ``sig`` (Barni et al. 2019): a horizontal sinusoid added to the image;
+- ``wanet`` (Nguyen & Tran, ICLR'21): a smooth fixed warping field.
+
+Only the config defaults and the card differ; see docs/attacks-suite.md for
+why the trigger strengths differ from the papers'.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from dife_core.types import Attack, AttackCard
+
+from .contrastive_poisoning import PoisoningConfig, _doc, build_poisoning
+
+
+@attrs.frozen
+class BlendedConfig(PoisoningConfig):
+    """Blended: random-noise pattern at alpha 0.2 (CleanCLIP's blended setting)."""
+
+    trigger: str = _doc("blend", "registered image trigger blended into poisoned images")
+    trigger_params: dict = _doc(attrs.Factory(lambda: {"alpha": 0.2}),
+                                "trigger parameters over the trigger's defaults (see `dife triggers`)")
+
+
+@attrs.frozen
+class SigConfig(PoisoningConfig):
+    """SIG: sinusoid of amplitude 0.1 (SIG's 20/255 is 0.08; see docs), 6 periods."""
+
+    trigger: str = _doc("sig", "registered image trigger added to poisoned images")
+    trigger_params: dict = _doc(attrs.Factory(lambda: {"delta": 0.1, "frequency": 6.0}),
+                                "trigger parameters over the trigger's defaults (see `dife triggers`)")
+
+
+@attrs.frozen
+class WanetConfig(PoisoningConfig):
+    """WaNet: 4x4 control grid; strength 4 (WaNet's 0.5 is too faint for a
+    few hundred steps of a tiny ResNet at 32 px; see docs)."""
+
+    trigger: str = _doc("wanet", "registered image trigger warping poisoned images")
+    trigger_params: dict = _doc(attrs.Factory(lambda: {"grid_size": 4, "strength": 4.0}),
+                                "trigger parameters over the trigger's defaults (see `dife triggers`)")
+
+
+def _card(name: str, title: str, reference: str) -> AttackCard:
+    return AttackCard(name=name, title=title, route="data poisoning", modifies="both towers",
+                      trigger_channel="image", native_protocol="zero-shot TS", reference=reference,
+                      probe="branch-swap")
+
+
+CLEANCLIP = "poisoning as in CleanCLIP (Bansal et al., ICCV 2023)"
+ATTACKS = (
+    Attack(card=_card("blended", "Blended (CleanCLIP variant)",
+                      f"Chen et al., Targeted Backdoor Attacks on Deep Learning Systems Using Data Poisoning, 2017; {CLEANCLIP}"),
+           config=BlendedConfig, build=build_poisoning),
+    Attack(card=_card("sig", "SIG (CleanCLIP variant)",
+                      f"Barni et al., A New Backdoor Attack in CNNs by Training Set Corruption Without Label Poisoning, ICIP 2019; {CLEANCLIP}"),
+           config=SigConfig, build=build_poisoning),
+    Attack(card=_card("wanet", "WaNet (CleanCLIP variant)",
+                      f"Nguyen & Tran, WaNet - Imperceptible Warping-based Backdoor Attack, ICLR 2021; {CLEANCLIP}"),
+           config=WanetConfig, build=build_poisoning),
+)
