@@ -31,6 +31,7 @@ BUILTIN_PLUGINS = (
     "dife_core.builtins.inspect_command",
     "dife_core.builtins.audit_commands",
     "dife_core.builtins.build_commands",
+    "dife_core.builtins.demo_command",
 )
 
 
