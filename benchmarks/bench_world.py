@@ -8,7 +8,8 @@ measures clean utility: zero-shot accuracy on the test set with
 "a photo of a {}" and text->image precision@5 for class queries on the pool.
 Prints one line per run, the medians, whether every run produced the same
 weights fingerprint, and the load average (the machine may be shared: a
-busy machine makes the times pessimistic). ``--json FILE`` writes it all.
+busy machine makes the wall times pessimistic; the training's CPU time is
+the idle single-thread figure). ``--json FILE`` writes it all.
 ``--save`` also stores the last model in the recipe's cache.
 """
 
@@ -52,24 +53,26 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         world = make_world(r.world, args.seed)
         t_world = time.perf_counter() - t0
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         enc = R.train_clean(r, args.seed, world=world, progress=sys.stderr.isatty())
-        t_train = time.perf_counter() - t1
+        t_train, c_train = time.perf_counter() - t1, time.process_time() - c1
         util = R.clean_utility(enc, world)
         run = {"run": i + 1, "world_s": round(t_world, 1), "train_s": round(t_train, 1),
+               "train_cpu_s": round(c_train, 1),
                "total_s": round(t_world + t_train, 1), "clean_acc": round(util["clean_acc"], 4),
                "t2i_p@5": round(util["t2i_p@5"], 4), "final_loss": round(enc.train_stats.final_loss, 4),
                "fingerprint": enc.fingerprint(), "load_before": round(load0, 2),
                "load_after": round(os.getloadavg()[0], 2)}
         runs.append(run)
         print(json.dumps(run), flush=True)
-    med = {k: statistics.median(x[k] for x in runs) for k in ("world_s", "train_s", "total_s", "clean_acc",
-                                                            "t2i_p@5")}
+    med = {k: statistics.median(x[k] for x in runs) for k in ("world_s", "train_s", "train_cpu_s", "total_s",
+                                                            "clean_acc", "t2i_p@5")}
     same = all(x["fingerprint"] == runs[0]["fingerprint"] for x in runs)
     out = {"recipe": attrs.asdict(r), "seed": args.seed, "threads": args.threads, "cpus": os.cpu_count(),
            "runs": runs, "median": med, "identical_fingerprints": same}
     print(f"median over {len(runs)} runs ({args.recipe} recipe, {args.threads} threads): "
-          f"world {med['world_s']} s, training {med['train_s']} s, total {med['total_s']} s, "
+          f"world {med['world_s']} s, training {med['train_s']} s (CPU time {med['train_cpu_s']} s), "
+          f"total {med['total_s']} s, "
           f"zero-shot acc {med['clean_acc']:.3f}, t2i P@5 {med['t2i_p@5']:.3f}; "
           f"identical fingerprints: {same}")
     # a second run reuses the cached checkpoint: time saving + loading it

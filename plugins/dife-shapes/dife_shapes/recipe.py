@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import attrs
 
@@ -37,7 +37,7 @@ class Recipe:
     """Everything that decides the trained weights (the cache key hashes it all)."""
 
     name: str
-    world: str  # shapes world preset
+    world: Any  # shapes world preset: a name in world.PRESETS or a WorldPreset
     architecture: dict = attrs.field(hash=False)
     steps: int
     batch_size: int
