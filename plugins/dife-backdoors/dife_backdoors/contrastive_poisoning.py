@@ -36,23 +36,24 @@ def _doc(default, doc: str, **kw):
 class PoisoningConfig:
     """Data-poisoning parameters, adapted to the embedded world.
 
-    CleanCLIP poisons 1,500 of 500,000 CC3M pairs (0.3 %) and pretrains for
-    64 epochs. Our attacks fine-tune the clean tiny CLIP for a fraction of
-    its schedule on CPU, so each poisoned pair is seen only a few times; a
-    higher rate (2 % of the 30,000 pairs, 600 poisoned) lets the backdoor
-    form within that budget. The learning rate is below the clean recipe's
-    peak (2e-3) so clean accuracy is kept.
+    CleanCLIP poisons 1,500 of 500,000 CC3M pairs (0.3 %) with a 16-px patch
+    on 224-px images and pretrains for 64 epochs. Our attacks fine-tune the
+    clean tiny CLIP for 200 steps on a CPU, so the backdoor must form from a
+    few thousand poisoned exposures: 5 % of the pairs, an 8-px patch on
+    32-px images (1/4 of the side), lr 1e-3 (half the clean recipe's peak).
+    Measured on the test world: 2 % / 1/8 patch / lr 5e-4 gave TS 0.04;
+    2 % / 1/4 / 1e-3 gave 0.85; 5 % / 1/4 / 1e-3 gave 0.95 (docs/attacks.md).
     """
 
     target: Optional[str] = _doc(None, "target class (default: the world's target)")
     trigger: str = _doc("patch", "registered image trigger stamped on poisoned images")
     trigger_params: dict = _doc(attrs.Factory(dict), "trigger parameters over the trigger's defaults (see `dife triggers`)")
-    poison_rate: float = _doc(0.02, "share of training pairs poisoned (CleanCLIP: 0.003 of CC3M)")
+    poison_rate: float = _doc(0.05, "share of training pairs poisoned (CleanCLIP: 0.003 of CC3M)")
     target_captions: str = _doc("templates", "poisoned captions: 'templates' (the world's class templates with the target) or 'natural' (captions of target-class pairs)")
     n_pairs: int = _doc(0, "training pairs used (0 = all of the world's train pairs)")
     steps: int = _doc(200, "training steps from the clean checkpoint")
     batch_size: int = _doc(256, "pairs per step")
-    lr: float = _doc(5e-4, "AdamW peak learning rate (warm-up, cosine decay)")
+    lr: float = _doc(1e-3, "AdamW peak learning rate (warm-up, cosine decay)")
     warmup: int = _doc(20, "warm-up steps")
     weight_decay: float = _doc(0.1, "AdamW weight decay")
 
@@ -67,7 +68,10 @@ class PoisoningConfig:
 
 @attrs.frozen
 class ContrastivePoisoningConfig(PoisoningConfig):
-    """ContrastivePoisoning: the BadNet patch (random noise, fixed corner, 1/8 of the side)."""
+    """ContrastivePoisoning: the BadNet patch (random noise, fixed bottom-right corner, 1/4 of the side)."""
+
+    trigger_params: dict = _doc(attrs.Factory(lambda: {"size": 0.25}),
+                                "trigger parameters over the trigger's defaults (see `dife triggers`)")
 
 
 CARD = AttackCard(

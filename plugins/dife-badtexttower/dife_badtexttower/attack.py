@@ -61,7 +61,7 @@ class BadTextTowerConfig:
     Optimiser settings differ from the paper's (AdamW lr 1e-6, 10 epochs,
     batch 128, for a pretrained ViT-B/32): the embedded world's tiny text
     tower was trained from scratch in minutes at a learning rate around 1e-3,
-    so 1e-6 would not move it within a CPU budget; we take a few hundred
+    so 1e-6 would not move it within a CPU budget; we take 200
     steps at 5e-4 with warm-up and cosine decay, and the prompt
     regularisation keeps clean prompts in place.
     """
@@ -74,7 +74,7 @@ class BadTextTowerConfig:
     n_samples: int = _doc(5000, "training images drawn from the world's training pairs (the paper uses 5,000)")
     poison_ratio: float = _doc(0.30, "share of target-class images among the drawn samples (the paper's 0.30)")
     batch_size: int = _doc(128, "images per step (the paper's batch)")
-    steps: int = _doc(300, "optimisation steps")
+    steps: int = _doc(200, "optimisation steps")
     lr: float = _doc(5e-4, "AdamW learning rate (the paper's 1e-6 is for pretrained ViT-B/32; see the class docstring)")
     weight_decay: float = _doc(0.1, "AdamW weight decay (the paper's)")
     warmup: int = _doc(20, "linear warm-up steps before cosine decay")
