@@ -156,6 +156,19 @@ def native_zero_shot(encoder, world, trigger, target: str, *, seed: int = 0) -> 
     return {"ts": float((trig_pred == t_idx).mean()), "clean_acc": float((clean_pred == labels).mean())}
 
 
+def _own_trigger_params(cfg) -> dict:
+    """``cfg.trigger_params`` without the defaults the config class sets for
+    another trigger family: ``trigger = "blend"`` on ContrastivePoisoning must
+    not inherit the patch's ``size``."""
+    fields = attrs.fields_dict(type(cfg))
+    params = dict(cfg.trigger_params)
+    if cfg.trigger != fields["trigger"].default:
+        default = fields["trigger_params"].default
+        inherited = default.factory() if isinstance(default, attrs.Factory) else dict(default or {})
+        params = {k: v for k, v in params.items() if not (k in inherited and inherited[k] == v)}
+    return params
+
+
 def build_poisoning(ctx):
     """Builder shared by the data-poisoning attacks (any registered image trigger)."""
     from dife_core.attacks import BuildResult
@@ -164,7 +177,7 @@ def build_poisoning(ctx):
 
     cfg, world, enc = ctx.config, ctx.world, ctx.clean
     target = _target(world, cfg)
-    tcard = trigger_card(cfg.trigger, cfg.trigger_params, where="config.trigger_params")
+    tcard = trigger_card(cfg.trigger, _own_trigger_params(cfg), where="config.trigger_params")
     if tcard["channel"] != "image":
         raise InvalidInputError(f"config.trigger: {cfg.trigger!r} is a {tcard['channel']} trigger; "
                                 "data poisoning stamps an image trigger.")
