@@ -586,8 +586,9 @@ def _write_summary(spec: BuildSpec, clean, world, outcomes) -> None:
         except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
             previous = {}
     for o in outcomes:
+        built = previous.get(o.name, {}).get("build_seconds") if o.reused else round(o.seconds, 2)
         previous[o.name] = {"name": o.name, "attack": o.attack, "path": str(o.path), "key": o.key,
-                            "reused": o.reused, "seconds": round(o.seconds, 2),
+                            "reused": o.reused, "seconds": round(o.seconds, 2), "build_seconds": built,
                             "native": o.card.get("native"), "clean_utility": o.card.get("clean_utility")}
     summary = {"spec": str(spec.path) if spec.path else None, "world": world.name,
                "clean": {"name": clean.name, "fingerprint": clean.fingerprint()},
