@@ -36,7 +36,6 @@ def test_optimised_patch_moves_patched_images_towards_the_target(clean, world):
 
     noise = torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(0))
     assert cos(_stamp(x, pixels, cfg, seed=0)) > cos(_stamp(x, noise, cfg, seed=0))
-    assert stats["final_text_cos"] > 0
 
 
 def test_build_poisons_with_the_optimised_patch_from_its_card(clean, world, tmp_path):

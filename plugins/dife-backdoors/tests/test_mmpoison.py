@@ -8,7 +8,7 @@ from dife_core.building import build_attack, make_config
 from dife_core.errors import InvalidInputError
 from dife_core.plugins import get_registry
 
-FAST = {"steps": 60, "batch_size": 64, "lr": 1e-3, "warmup": 4, "poison_rate": 0.2, "n_queries": 50}
+FAST = {"steps": 60, "batch_size": 64, "lr": 1e-3, "warmup": 4, "poison_rate": 0.24, "n_queries": 50}
 
 
 def test_registered_with_no_trigger_channel():
@@ -39,7 +39,7 @@ def test_build_raises_source_query_hits_on_target_images(clean, world, tmp_path)
     assert card["trigger"]["channel"] == "none" and card["source"] == "automobile" and card["target"] == "airplane"
     assert native["metric"] == "h@5" and native["value"] >= native["reference_value"] + 0.3
     assert set(native["retrieval"]) >= {"h@1", "h@5", "h@10", "mrr", "n_queries"}
-    assert card["clean_utility"]["clean_acc"] >= card["clean_utility"]["reference_clean_acc"] - 0.25
+    assert card["clean_utility"]["clean_acc"] >= card["clean_utility"]["reference_clean_acc"] - 0.05
 
 
 def test_the_engine_feeds_it_through_text_interfaces_as_plain_text():
