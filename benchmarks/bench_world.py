@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (the acceptance uses 2)")
     ap.add_argument("--steps", type=int, default=None, help="override the recipe's step count")
+    ap.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
+    ap.add_argument("--lr", type=float, default=None, help="override the recipe's peak learning rate")
     ap.add_argument("--json", default=None, help="write the measurements to this file")
     ap.add_argument("--save", action="store_true", help="store the last trained model in the cache")
     args = ap.parse_args(argv)
@@ -44,6 +46,10 @@ def main(argv=None) -> int:
     r = R.get_recipe(args.recipe)
     if args.steps:
         r = attrs.evolve(r, steps=args.steps)
+    if args.lr:
+        r = attrs.evolve(r, lr=args.lr)
+    if args.batch_size:
+        r = attrs.evolve(r, batch_size=args.batch_size)
     runs = []
     for i in range(args.runs):
         load0 = os.getloadavg()[0]
