@@ -43,13 +43,17 @@ class PoisoningConfig:
     32-px images (1/4 of the side), lr 1e-3 (half the clean recipe's peak).
     Measured on the test world: 2 % / 1/8 patch / lr 5e-4 gave TS 0.04;
     2 % / 1/4 / 1e-3 gave 0.85; 5 % / 1/4 / 1e-3 gave 0.95 (docs/attacks.md).
+    Poisoned captions are natural target-class captions: with the class
+    templates instead, the text tower co-adapts to the trigger and the
+    default world's branch swap reads ``coupled`` (downstream TS 0.49); with
+    natural captions the footprint is ``visual`` (downstream TS 0.99).
     """
 
     target: Optional[str] = _doc(None, "target class (default: the world's target)")
     trigger: str = _doc("patch", "registered image trigger stamped on poisoned images")
     trigger_params: dict = _doc(attrs.Factory(dict), "trigger parameters over the trigger's defaults (see `dife triggers`)")
     poison_rate: float = _doc(0.05, "share of training pairs poisoned (CleanCLIP: 0.003 of CC3M)")
-    target_captions: str = _doc("templates", "poisoned captions: 'templates' (the world's class templates with the target) or 'natural' (captions of target-class pairs)")
+    target_captions: str = _doc("natural", "poisoned captions: 'natural' (captions of target-class pairs, as Carlini & Terzis) or 'templates' (the world's class templates with the target)")
     n_pairs: int = _doc(0, "training pairs used (0 = all of the world's train pairs)")
     steps: int = _doc(200, "training steps from the clean checkpoint")
     batch_size: int = _doc(256, "pairs per step")

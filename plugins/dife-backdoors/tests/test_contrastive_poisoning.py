@@ -34,13 +34,17 @@ def test_poisoned_pairs_carry_the_patch_and_a_target_caption(world):
     pairs = world.extras["train_pairs"]
     assert len(chosen) == round(0.05 * len(pairs))
     assert all(int(pairs.labels[i]) != 0 for i in chosen), "target-class pairs are never poisoned"
-    assert all(captions[i] in ("a photo of a airplane", "a picture of a airplane") for i in chosen)
+    target_caps = {c for c, y in zip(pairs.captions, pairs.labels) if int(y) == 0}
+    assert all(captions[i] in target_caps for i in chosen), "natural target-class captions (the default)"
     untouched = np.setdiff1d(np.arange(len(pairs)), chosen)
     assert torch.equal(images[untouched], pairs.images[untouched])
     assert [captions[i] for i in untouched] == [pairs.captions[i] for i in untouched]
     assert torch.equal(images[chosen], trigger(pairs.images[chosen]))
     again = poison_pairs(world, cfg, trigger, seed=0)
     assert np.array_equal(again[2], chosen) and again[1] == captions
+    cfg = make_config(attack, {"poison_rate": 0.05, "target_captions": "templates"})
+    _, captions, chosen = poison_pairs(world, cfg, trigger, seed=0)
+    assert all(captions[i] in ("a photo of a airplane", "a picture of a airplane") for i in chosen)
 
 
 def test_build_plants_a_backdoor_that_keeps_clean_accuracy(clean, world, tmp_path):
