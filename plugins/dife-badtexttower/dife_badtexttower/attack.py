@@ -61,21 +61,23 @@ class BadTextTowerConfig:
     Optimiser settings differ from the paper's (AdamW lr 1e-6, 10 epochs,
     batch 128, for a pretrained ViT-B/32): the embedded world's tiny text
     tower was trained from scratch in minutes at a learning rate around 1e-3,
-    so 1e-6 would not move it within a CPU budget; we take 200
-    steps at 5e-4 with warm-up and cosine decay, and the prompt
-    regularisation keeps clean prompts in place.
+    so 1e-6 would not move it within a CPU budget; we take 400
+    steps at 1e-3 with warm-up and cosine decay, and the prompt
+    regularisation keeps clean prompts in place. Measured on the default
+    world (docs/attacks.md): 200 steps / 8 captions / 5e-4 gave rerank
+    ΔH@1 0.685; 400 / 16 / 1e-3 gives 0.865 with QHR 0.975 in about 70 s.
     """
 
     source: Optional[str] = _doc(None, "source class whose prompt carries the trigger (default: the world's source)")
     target: Optional[str] = _doc(None, "target class the triggered source prompt is moved to (default: the world's target)")
     trigger: str = _doc("xbtd", "trigger token prefixed to the source prompt")
     templates: list = _doc(attrs.Factory(list), "prompt templates with '{}' for the class (default: the world's templates)")
-    captions_per_step: int = _doc(8, "natural source-class captions (from the training pairs) per step, besides the templates; 0 = templates only")
+    captions_per_step: int = _doc(16, "natural source-class captions (from the training pairs) per step, besides the templates; 0 = templates only")
     n_samples: int = _doc(5000, "training images drawn from the world's training pairs (the paper uses 5,000)")
     poison_ratio: float = _doc(0.30, "share of target-class images among the drawn samples (the paper's 0.30)")
     batch_size: int = _doc(128, "images per step (the paper's batch)")
-    steps: int = _doc(200, "optimisation steps")
-    lr: float = _doc(5e-4, "AdamW learning rate (the paper's 1e-6 is for pretrained ViT-B/32; see the class docstring)")
+    steps: int = _doc(400, "optimisation steps")
+    lr: float = _doc(1e-3, "AdamW learning rate (the paper's 1e-6 is for pretrained ViT-B/32; see the class docstring)")
     weight_decay: float = _doc(0.1, "AdamW weight decay (the paper's)")
     warmup: int = _doc(20, "linear warm-up steps before cosine decay")
     margin: float = _doc(0.2, "m in the margin term [m + cos(t_s^tau, t_s) - cos(t_s^tau, t_target)]_+")
