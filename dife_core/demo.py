@@ -96,4 +96,4 @@ def run_demo(out: Optional[str] = "dife-demo", *, suite: str = "default", preset
 
     spec = demo_spec(suite=suite, preset=preset, seed=seed, device=device, progress=progress)
     out = Path(out)
-    return run_audit(spec, out, resume=not fresh and out.exists(), progress=progress)
+    return run_audit(spec, out, resume=not fresh and out.exists(), progress=progress, show_matrix=True)

@@ -353,15 +353,17 @@ def _debug() -> None:
         traceback.print_exc(file=sys.stderr)
 
 
-def run_audit(spec, out_dir, *, resume: bool = False, progress: bool = True, device: Optional[str] = None) -> dict:
+def run_audit(spec, out_dir, *, resume: bool = False, progress: bool = True, device: Optional[str] = None,
+              show_matrix: Optional[bool] = None) -> dict:
     """Run an audit and write results.json, spec.toml, report.md, report.html
     and the cell store into ``out_dir``; return the results dict.
 
     :param spec: an :class:`AuditSpec`, a dict of the same shape, or a TOML path.
     :param resume: keep the existing store and skip finished cells whose
         inputs are unchanged.
-    :param progress: show progress bars and print the exposure matrix.
+    :param progress: show progress bars (and, by default, print the exposure matrix).
     :param device: override the spec's device.
+    :param show_matrix: print the exposure matrix (default: as ``progress``).
     """
     from ..report import print_matrix, render_reports
 
@@ -370,7 +372,7 @@ def run_audit(spec, out_dir, *, resume: bool = False, progress: bool = True, dev
     audit = Audit(spec, out_dir, resume=resume, progress=progress)
     audit.run()
     results = render_reports(out_dir)
-    if progress:
+    if progress if show_matrix is None else show_matrix:
         print_matrix(results)
         print(f"{audit.counts['computed']} records computed, {audit.counts['reused']} reused; "
               f"reports in {out_dir}", file=sys.stderr)
