@@ -24,3 +24,10 @@ def register_attacks(register):
                            toxictextclip.ATTACKS, bai_badclip.ATTACKS):
         for attack in module_attacks:
             register(attack)
+
+
+@hookimpl
+def register_commands(cli):
+    from .commands import register
+
+    register(cli)
