@@ -6,7 +6,11 @@ scale from C, and measure the *diagnostic readout* on all four. The rule for
 the readout: an attack whose trigger enters through image pixels is diagnosed
 with zero-shot target success (the zero-shot-classification cell's TS); one
 whose trigger enters through text (or natural text, channel ``none``) with
-the query hijack rate (the prompt-conditioned cell's QHR). The hybrids reuse
+the query hijack rate (the prompt-conditioned cell's QHR). A text trigger
+with no source class (e.g. a suffix sentence appended to any caption) has no
+source prompt to carry it, so it is diagnosed with the *triggered prompt set*:
+every class prompt carries the trigger, and the readout is the share of clean
+non-target images the target class wins. The hybrids reuse
 the towers' cached embeddings: no extra encoder pass.
 
 **Component repair.** A mechanism attack (card ``probe =
@@ -30,7 +34,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .cells import NotEvaluable, _clean
-from .scoring import prompt_hijack, zero_shot
+from .scoring import prompt_hijack, prompt_set_hijack, zero_shot
 
 SLOTS = ("a00", "a10", "a01", "a11")
 REPAIR_KEYS = {"both_clean": "a00", "trigger_only": "a10", "prompt_only": "a01", "full": "a11"}
@@ -41,6 +45,8 @@ def diagnostic_readout(profile) -> tuple:
     ch = profile.trigger_channel or ("text" if profile.channel == "none" else None)
     if ch == "image":
         return ("zero-shot-classification", "ts")
+    if ch == "text" and profile.source is None:
+        return ("zero-shot-classification", "ts-triggered-prompts")
     if ch == "text":
         return ("prompt-conditioned-classification", "qhr")
     raise NotEvaluable(f"the attack's trigger channel {profile.channel!r} has no diagnostic readout")
@@ -63,6 +69,8 @@ def measure_branch_swap(emb, clean, model, world, trigger, templates, profile) -
         hybrid = clean.recombine(visual_from=v, text_from=t)
         if readout[1] == "ts":
             out[slot] = zero_shot(emb, hybrid, world, trigger, templates, target)["ts"]
+        elif readout[1] == "ts-triggered-prompts":
+            out[slot] = prompt_set_hijack(emb, hybrid, world, trigger, templates, target)["ts"]
         else:
             out[slot] = prompt_hijack(emb, hybrid, world, trigger, templates, classes.index(profile.source),
                                       target)["qhr"]

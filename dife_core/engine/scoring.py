@@ -57,6 +57,26 @@ def zero_shot(emb, model, world, trigger: AppliedTrigger, templates, target: int
     }
 
 
+def prompt_set_hijack(emb, model, world, trigger: AppliedTrigger, templates, target: int) -> dict:
+    """Zero-shot target success when *every* class prompt carries a text trigger
+    (clean non-target images), and its clean-prompt baseline: the diagnostic
+    readout of a text trigger that has no source class."""
+    import torch.nn.functional as F
+
+    pop = world.classification
+    labels = _labels(pop.labels)
+    T, C = len(templates), len(world.classnames)
+    prompts = [t.format(c) for t in templates for c in world.classnames]
+    wt = F.normalize(emb.texts(model, prompts, trigger).view(T, C, -1).mean(0), dim=-1)
+    w = class_weights(emb, model, world.classnames, templates)
+    x = emb.images(model, pop.name, pop.images)
+    nt = labels != target
+    if int(nt.sum()) == 0:
+        raise NotEvaluable("no non-target images in the classification population")
+    return {"ts": M.target_success(x[nt] @ wt.T, target), "baseline": M.target_success(x[nt] @ w.T, target),
+            "n_images": int(nt.sum())}
+
+
 def prompt_hijack(emb, model, world, trigger: AppliedTrigger, templates, source: int, target: int) -> dict:
     """QHR on target-class images with P^τ, its clean-prompt baseline, the
     leakage onto other non-target images, and clean accuracy."""

@@ -57,3 +57,20 @@ def test_component_repair_coupled_predicts_mechanism_cells():
 def test_entry_types(value, relative, baseline, expect):
     th = {"exposed": 0.5, "exposed_delta": 0.2, "negative_delta": -0.02}
     assert entry_type(value, relative=relative, baseline=baseline, thresholds=th) == expect
+
+
+def test_diagnostic_readout_by_trigger_channel_and_source():
+    from dife_core.engine.applicability import AttackProfile
+    from dife_core.engine.footprint import diagnostic_readout
+
+    def card(channel, name, source):
+        return {"attack": "x", "modifies": "both towers", "source": source, "target": "airplane",
+                "trigger": {"channel": channel, "name": name, "params": {}}}
+
+    assert diagnostic_readout(AttackProfile.from_card(card("image", "patch", None))) == \
+        ("zero-shot-classification", "ts")
+    assert diagnostic_readout(AttackProfile.from_card(card("text", "text-prefix", "automobile"))) == \
+        ("prompt-conditioned-classification", "qhr")
+    # a suffix sentence with no source class: every class prompt carries it
+    assert diagnostic_readout(AttackProfile.from_card(card("text", "text-suffix", None))) == \
+        ("zero-shot-classification", "ts-triggered-prompts")
