@@ -45,10 +45,17 @@ CARD = AttackCard(
 
 @attrs.frozen
 class LiangBadClipConfig:
-    """Liang-BadCLIP's parameters, adapted to the embedded world (see docs/attacks-suite.md)."""
+    """Liang-BadCLIP's parameters, adapted to the embedded world (see docs/attacks-suite.md).
+
+    The poisoning stage has ContrastivePoisoning's budget (5 % of the pairs,
+    a patch 1/4 of the side, lr 1e-3), so the two differ only in the patch:
+    with 2 % / 1/8 / 5e-4 the default world's backdoor did not form (TS 0.011);
+    with these it reaches TS 0.998 (the optimised patch alone, on the clean
+    model, already scores 0.27).
+    """
 
     target: Optional[str] = _doc(None, "target class (default: the world's target)")
-    patch_size: float = _doc(0.125, "patch side as a fraction of the image side")
+    patch_size: float = _doc(0.25, "patch side as a fraction of the image side")
     location: str = _doc("fixed", "'fixed' at corner or 'random' per image")
     corner: str = _doc("bottom-right", "corner of a fixed patch")
     opt_steps: int = _doc(100, "patch optimisation steps against the clean model")
@@ -56,12 +63,12 @@ class LiangBadClipConfig:
     opt_lr: float = _doc(0.1, "Adam learning rate of the patch logits")
     w_text: float = _doc(1.0, "weight of the textual term (patched image near the target text)")
     w_image: float = _doc(1.0, "weight of the visual term (patched image near real target-class images)")
-    poison_rate: float = _doc(0.02, "share of training pairs poisoned")
+    poison_rate: float = _doc(0.05, "share of training pairs poisoned")
     target_captions: str = _doc("natural", "poisoned captions: 'natural' (captions of target-class pairs) or 'templates'")
     n_pairs: int = _doc(0, "training pairs used (0 = all)")
     steps: int = _doc(200, "poisoning training steps from the clean checkpoint")
     batch_size: int = _doc(256, "pairs per step")
-    lr: float = _doc(5e-4, "AdamW peak learning rate (warm-up, cosine decay)")
+    lr: float = _doc(1e-3, "AdamW peak learning rate (warm-up, cosine decay)")
     warmup: int = _doc(20, "warm-up steps")
     weight_decay: float = _doc(0.1, "AdamW weight decay")
 
