@@ -63,14 +63,22 @@ _TEXT_PARTS = ("token_embedding", "positional_embedding", "transformer", "ln_fin
 
 @attrs.frozen
 class BaiBadClipConfig:
-    """Bai-BadCLIP's parameters, adapted to the embedded world (see docs/attacks-suite.md)."""
+    """Bai-BadCLIP's parameters, adapted to the embedded world (see docs/attacks-suite.md).
+
+    The trigger bound is 32/255 on a full-resolution grid: on the default
+    world's 32-px images an 8/255 trigger (16-px grid) reached prompt-classifier
+    TS 0.52 and 16/255 reached 0.65 with clean accuracy 0.72, the prompt
+    learning to favour the target everywhere; 32/255 reaches 0.94 with clean
+    accuracy 0.89 (clean model 0.93). Part of such a trigger is an adversarial
+    perturbation of the frozen backbone (trigger only: TS 0.38).
+    """
 
     target: Optional[str] = _doc(None, "target class (default: the world's target)")
     n_ctx: int = _doc(4, "learned context vectors (CoOp/CoCoOp's 4)")
     ctx_init: str = _doc("a photo of a", "words whose token embeddings initialise the context (n_ctx words)")
     meta_hidden: int = _doc(32, "hidden width of the meta-net (CoCoOp's 512 // 16 for ViT-B)")
-    eps: float = _doc(0.0314, "L-inf bound of the image trigger in [0, 1] pixel units (8/255)")
-    trigger_grid: int = _doc(16, "side of the grid the trigger is learned on (bilinearly upsampled to the image)")
+    eps: float = _doc(0.125, "L-inf bound of the image trigger in [0, 1] pixel units (32/255)")
+    trigger_grid: int = _doc(32, "side of the grid the trigger is learned on (bilinearly upsampled to the image)")
     shots: int = _doc(32, "training images per class (few-shot, from the world's train population)")
     steps: int = _doc(300, "optimisation steps")
     batch_size: int = _doc(32, "images per step (each used clean and triggered)")
