@@ -77,7 +77,7 @@ class BaiBadClipConfig:
     n_ctx: int = _doc(4, "learned context vectors (CoOp/CoCoOp's 4)")
     ctx_init: str = _doc("a photo of a", "words whose token embeddings initialise the context (n_ctx words)")
     meta_hidden: int = _doc(32, "hidden width of the meta-net (CoCoOp's 512 // 16 for ViT-B)")
-    eps: float = _doc(0.125, "L-inf bound of the image trigger in [0, 1] pixel units (32/255)")
+    eps: float = _doc(0.125, "L-inf bound of the image trigger in [0, 1] pixel units (0.125, about 32/255)")
     trigger_grid: int = _doc(32, "side of the grid the trigger is learned on (bilinearly upsampled to the image)")
     shots: int = _doc(32, "training images per class (few-shot, from the world's train population)")
     steps: int = _doc(300, "optimisation steps")

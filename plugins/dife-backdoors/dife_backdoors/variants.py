@@ -24,30 +24,51 @@ from .contrastive_poisoning import PoisoningConfig, _doc, build_poisoning
 
 @attrs.frozen
 class BlendedConfig(PoisoningConfig):
-    """Blended: random-noise pattern at alpha 0.2 (CleanCLIP's blended setting)."""
+    """Blended: a random-noise pattern blended at alpha 0.3 into 10 % of the pairs, 300 steps.
+
+    CleanCLIP blends at 0.2. On the default world a whole-image blend is a
+    fainter feature than a patch: at ContrastivePoisoning's budget (alpha 0.2,
+    5 %, 200 steps) it reached TS 0.171; alpha 0.3, 10 % and 300 steps reach
+    0.948 with clean accuracy 0.937 (clean model 0.929).
+    """
 
     trigger: str = _doc("blend", "registered image trigger blended into poisoned images")
-    trigger_params: dict = _doc(attrs.Factory(lambda: {"alpha": 0.2}),
+    trigger_params: dict = _doc(attrs.Factory(lambda: {"alpha": 0.3}),
                                 "trigger parameters over the trigger's defaults (see `dife triggers`)")
+    poison_rate: float = _doc(0.10, "share of training pairs poisoned (CleanCLIP: 0.003 of CC3M)")
+    steps: int = _doc(300, "training steps from the clean checkpoint")
 
 
 @attrs.frozen
 class SigConfig(PoisoningConfig):
-    """SIG: sinusoid of amplitude 0.1 (SIG's 20/255 is 0.08; see docs), 6 periods."""
+    """SIG: sinusoid of amplitude 0.15, 6 periods.
+
+    SIG's 20/255 is 0.08. On the default world amplitude 0.1 reached TS 0.872
+    and 0.15 reaches 0.948 with clean accuracy 0.938 (clean model 0.929), at
+    ContrastivePoisoning's budget (5 %, 200 steps).
+    """
 
     trigger: str = _doc("sig", "registered image trigger added to poisoned images")
-    trigger_params: dict = _doc(attrs.Factory(lambda: {"delta": 0.1, "frequency": 6.0}),
+    trigger_params: dict = _doc(attrs.Factory(lambda: {"delta": 0.15, "frequency": 6.0}),
                                 "trigger parameters over the trigger's defaults (see `dife triggers`)")
 
 
 @attrs.frozen
 class WanetConfig(PoisoningConfig):
-    """WaNet: 4x4 control grid; strength 4 (WaNet's 0.5 is too faint for a
-    few hundred steps of a tiny ResNet at 32 px; see docs)."""
+    """WaNet: 4x4 control grid, strength 10, 15 % of the pairs, 400 steps.
+
+    WaNet's strength 0.5 is far too faint for a few hundred steps of a tiny
+    ResNet at 32 px. On the default world strength 4 at ContrastivePoisoning's
+    budget reached TS 0.105, strength 8 / 10 % / 300 steps 0.793, and
+    strength 10 / 15 % / 400 steps 0.931 with clean accuracy 0.939 (clean
+    model 0.929): a visible warp, the price of a tiny model and a short run.
+    """
 
     trigger: str = _doc("wanet", "registered image trigger warping poisoned images")
-    trigger_params: dict = _doc(attrs.Factory(lambda: {"grid_size": 4, "strength": 4.0}),
+    trigger_params: dict = _doc(attrs.Factory(lambda: {"grid_size": 4, "strength": 10.0}),
                                 "trigger parameters over the trigger's defaults (see `dife triggers`)")
+    poison_rate: float = _doc(0.15, "share of training pairs poisoned (CleanCLIP: 0.003 of CC3M)")
+    steps: int = _doc(400, "training steps from the clean checkpoint")
 
 
 def _card(name: str, title: str, reference: str) -> AttackCard:
