@@ -9,7 +9,7 @@ from dife_core.checkpoint import load_artifacts, load_checkpoint
 from dife_core.plugins import get_registry
 from dife_core.types import Dataset
 
-FAST = {"steps": 100, "shots": 16, "batch_size": 16, "eps": 0.1, "lr": 5e-3}
+FAST = {"steps": 100, "shots": 16, "batch_size": 16, "eps": 0.1, "trigger_grid": 16, "lr": 5e-3}
 
 
 @pytest.fixture(scope="module")
