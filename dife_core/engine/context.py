@@ -106,7 +106,8 @@ class CellContext:
         from .scoring import class_weights
 
         return class_weights(self.embeddings, model if model is not None else self.model, self.classnames,
-                             self.templates, trigger=self.trigger if triggered_source else None,
+                             self.templates,
+                             trigger=self.trigger if triggered_source and self.source_index is not None else None,
                              source_index=self.source_index)
 
     def logit_scale(self) -> float:

@@ -24,12 +24,15 @@ def _labels(x):
 
 def class_weights(emb: EmbeddingService, model, classnames: Sequence[str], templates: Sequence[str], *,
                   trigger: Optional[AppliedTrigger] = None, source_index: Optional[int] = None):
-    """Class weights ``[C, D]`` (see CellContext.class_weights)."""
+    """Class weights ``[C, D]`` (see CellContext.class_weights). With a
+    ``trigger`` and a ``source_index`` only the source row is triggered (P^τ);
+    with a ``trigger`` and no source every class prompt carries it."""
     import torch.nn.functional as F
 
     T, C = len(templates), len(classnames)
     prompts = [t.format(c) for t in templates for c in classnames]
-    f = emb.texts(model, prompts)
+    every = trigger is not None and source_index is None
+    f = emb.texts(model, prompts, trigger if every else CLEAN)
     w = f.view(T, C, -1).mean(0)
     if trigger is not None and source_index is not None:
         src = [t.format(classnames[source_index]) for t in templates]
@@ -61,13 +64,9 @@ def prompt_set_hijack(emb, model, world, trigger: AppliedTrigger, templates, tar
     """Zero-shot target success when *every* class prompt carries a text trigger
     (clean non-target images), and its clean-prompt baseline: the diagnostic
     readout of a text trigger that has no source class."""
-    import torch.nn.functional as F
-
     pop = world.classification
     labels = _labels(pop.labels)
-    T, C = len(templates), len(world.classnames)
-    prompts = [t.format(c) for t in templates for c in world.classnames]
-    wt = F.normalize(emb.texts(model, prompts, trigger).view(T, C, -1).mean(0), dim=-1)
+    wt = class_weights(emb, model, world.classnames, templates, trigger=trigger)
     w = class_weights(emb, model, world.classnames, templates)
     x = emb.images(model, pop.name, pop.images)
     nt = labels != target

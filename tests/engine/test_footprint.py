@@ -74,3 +74,27 @@ def test_diagnostic_readout_by_trigger_channel_and_source():
     # a suffix sentence with no source class: every class prompt carries it
     assert diagnostic_readout(AttackProfile.from_card(card("text", "text-suffix", None))) == \
         ("zero-shot-classification", "ts-triggered-prompts")
+
+
+def test_triggered_prompt_set_readout():
+    """class_weights triggers only the source row with a source, every row without one;
+    prompt_set_hijack scores clean non-target images against the fully triggered set."""
+    from dife_core.engine.embeddings import AppliedTrigger, EmbeddingService
+    from dife_core.engine.scoring import class_weights, prompt_set_hijack
+
+    from . import handmade as H
+
+    world, enc, emb = H.make_world(), H.HandEncoder("clean"), EmbeddingService()
+    shift = AppliedTrigger("shift", "text", lambda ss: [s.replace("a photo of a", "an airplane next to a") for s in ss])
+    clean = class_weights(emb, enc, world.classnames, world.templates)
+    changed = lambda w: ((w - clean).abs().sum(-1) > 1e-6).tolist()  # noqa: E731
+    assert changed(class_weights(emb, enc, world.classnames, world.templates, trigger=shift, source_index=1)) == \
+        [False, True, False, False]
+    assert changed(class_weights(emb, enc, world.classnames, world.templates, trigger=shift)) == [True] * 4
+    # the same word in every prompt moves nothing relative: the readout stays at 0
+    assert prompt_set_hijack(emb, enc, world, shift, world.templates, 0)["ts"] == 0.0
+    # a trigger that erases every class name but the target's sends clean images to the target
+    erase = AppliedTrigger("erase", "text",
+                           lambda ss: [s if "airplane" in s else s.split(" of a ")[0] + " of a thing" for s in ss])
+    r = prompt_set_hijack(emb, enc, world, erase, world.templates, 0)
+    assert r["ts"] > 0.5 and r["baseline"] == 0.0 and r["n_images"] == 18
