@@ -55,10 +55,11 @@ RECIPES = {
     # ResNet [1,1,1,1] width 32 on 32x32 pixels, 2-layer width-128 text tower.
     "default": Recipe(name="default", world="default", architecture=_arch(32, 128, 2, 128),
                       steps=600, batch_size=256, lr=2e-3, warmup=50),
-    # The same model on the smaller, milder test world, for a few steps: the
-    # test suite's clean reference (a smaller ResNet learns the shapes far slower).
-    "test": Recipe(name="test", world="test", architecture=_arch(32, 128, 2, 128),
-                   steps=180, batch_size=256, lr=2e-3, warmup=20),
+    # The test suite's clean reference: half the ResNet width and a width-64
+    # text tower (0.17 s a step instead of 0.35 s) on the smaller, milder test
+    # world; more steps at a higher rate make up for the smaller model.
+    "test": Recipe(name="test", world="test", architecture=_arch(16, 64, 2, 128),
+                   steps=280, batch_size=256, lr=3e-3, warmup=20),
 }
 
 

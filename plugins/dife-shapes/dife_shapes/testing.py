@@ -1,6 +1,6 @@
 """Shared fixtures for test suites: the test world and the clean test-recipe CLIP.
 
-Training the test recipe takes about a minute, so a test process trains it
+Training the test recipe takes about 45 s, so a test process trains it
 once and every test gets a private copy (attacks train their copy in place).
 The checkpoint goes to ``$DIFE_CACHE_DIR`` when set (reused across runs),
 else to a temporary folder removed when the process exits; nothing is
