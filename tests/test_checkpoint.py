@@ -10,7 +10,6 @@ from dife_core.checkpoint import (ARTIFACTS, MANIFEST, WEIGHTS, is_checkpoint, l
                                   read_manifest, save_checkpoint)
 from dife_core.errors import InvalidInputError, NotFoundError
 
-torch.set_num_threads(2)
 
 CARD = {"name": "badtexttower", "route": "text-tower fine-tuning", "modifies": "text",
         "trigger": {"name": "text-prefix", "params": {"token": "xbtd"}}, "source": "automobile",

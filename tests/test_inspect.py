@@ -12,7 +12,6 @@ from dife_core.checkpoint import save_checkpoint
 from .malicious_files import (MALFORMED_SAFETENSORS, PAYLOAD_GLOBAL, PAYLOADS, state_dict_with, write,
                               write_legacy, write_torch_zip)
 
-torch.set_num_threads(2)
 
 
 def dife(capsys, *args):

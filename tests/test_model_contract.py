@@ -15,7 +15,6 @@ from dife_core.checkpoint import save_checkpoint
 from dife_core.errors import InvalidInputError, NotFoundError
 from dife_core.loading import load_model
 
-torch.set_num_threads(2)
 
 TEXTS = ["a photo of a cat", "xbtd a red square", "dog"]
 COS = 0.9999

@@ -9,7 +9,6 @@ import torch
 from dife_core.errors import InvalidInputError
 from dife_core.training import TrainBatch, clip_loss, contrastive_train, cosine_schedule
 
-torch.set_num_threads(1)
 
 
 def _data(n=32, seed=0):

@@ -9,7 +9,6 @@ import torch
 from dife_core.errors import InvalidInputError, NotFoundError
 from dife_core.loading import load_model
 
-torch.set_num_threads(2)
 
 ARCH = "dife-test-tiny"
 REPO = "dife-test/tiny-openclip"

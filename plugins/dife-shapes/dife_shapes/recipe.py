@@ -200,5 +200,6 @@ def print_clean_utility(preset="default", seed: int = 0, cache_dir=None, device:
     table.add_row("zero-shot accuracy (\"a photo of a {}\")", f"{util['clean_acc']:.3f}")
     table.add_row("text->image precision@5", f"{util['t2i_p@5']:.3f}")
     console.print(table)
-    console.print(f"checkpoint: {path} ({'reused from cache' if cached else 'trained now'})")
+    # soft wrap: a long cache path stays on one line, whole, for copying
+    console.print(f"checkpoint: {path} ({'reused from cache' if cached else 'trained now'})", soft_wrap=True)
     return util

@@ -9,7 +9,6 @@ from dife_core.errors import NotFoundError
 from dife_shapes import recipe as R
 from dife_shapes.world import PRESETS
 
-torch.set_num_threads(1)
 
 #: the test recipe cut to a few steps on a tiny world: for behaviour, not quality
 TINY_WORLD = attrs.evolve(PRESETS["test"], name="tiny", n_train_pairs=300, n_test=100, n_train=100, n_pool=100,
