@@ -17,6 +17,12 @@ w_prompt reg + w_spec (w_off softplus + w_shift shift)``: we read the paper's
 "specificity" weight as the weight of the L_spec group, "off-target" and
 "trigger-shift" as the weights of its two terms.
 
+Caption retention (ours, not in the paper): ``w_retain mean_c (1 - cos(u~(c),
+u(c)))`` over natural captions of every class drawn from the training pairs.
+The paper's terms pin the class prompts only; on the tiny text tower every
+other caption drifted and caption-level text-to-image R@1 fell from 0.27 to
+0.06. With retention it stays at the clean model's 0.27 (docs/attacks.md).
+
 To hijack text-query interfaces (retrieval, reranking, selection over
 natural source-concept queries) and not only the single template, every step
 uses *source texts* drawn from all class templates and from natural
@@ -56,7 +62,8 @@ def _doc(default, doc: str, **kw):
 
 @attrs.frozen
 class BadTextTowerConfig:
-    """BadTextTower's parameters. Loss weights are the paper's defaults.
+    """BadTextTower's parameters. Loss weights are the paper's defaults; the
+    caption retention term (``retain_per_step``, ``w_retain``) is ours.
 
     Optimiser settings differ from the paper's (AdamW lr 1e-6, 10 epochs,
     batch 128, for a pretrained ViT-B/32): the embedded world's tiny text
@@ -65,7 +72,10 @@ class BadTextTowerConfig:
     steps at 1e-3 with warm-up and cosine decay, and the prompt
     regularisation keeps clean prompts in place. Measured on the default
     world (docs/attacks.md): 200 steps / 8 captions / 5e-4 gave rerank
-    ΔH@1 0.685; 400 / 16 / 1e-3 gives 0.865 with QHR 0.975 in about 70 s.
+    ΔH@1 0.685; 400 / 16 / 1e-3 gives 0.865 with QHR 0.975 in about 70 s,
+    and with caption retention (64 captions a step, weight 4) 0.855 with QHR
+    0.970 in about 90 s, keeping caption-level retrieval and a prompt drift
+    of 0.079 (the paper: 0.0627).
     """
 
     source: Optional[str] = _doc(None, "source class whose prompt carries the trigger (default: the world's source)")
@@ -73,6 +83,8 @@ class BadTextTowerConfig:
     trigger: str = _doc("xbtd", "trigger token prefixed to the source prompt")
     templates: list = _doc(attrs.Factory(list), "prompt templates with '{}' for the class (default: the world's templates)")
     captions_per_step: int = _doc(16, "natural source-class captions (from the training pairs) per step, besides the templates; 0 = templates only")
+    retain_per_step: int = _doc(64, "natural captions of every class per step held at their clean embeddings (caption retention, ours); 0 = none")
+    w_retain: float = _doc(4.0, "weight of the caption retention term mean_c (1 - cos(u~(c), u(c)))")
     n_samples: int = _doc(5000, "training images drawn from the world's training pairs (the paper uses 5,000)")
     poison_ratio: float = _doc(0.30, "share of target-class images among the drawn samples (the paper's 0.30)")
     batch_size: int = _doc(128, "images per step (the paper's batch)")
@@ -96,6 +108,8 @@ class BadTextTowerConfig:
             raise ValueError("need steps >= 1, batch_size >= 4 and n_samples >= batch_size")
         if not self.trigger.strip():
             raise ValueError("trigger must be a non-empty token")
+        if self.retain_per_step < 0 or self.w_retain < 0:
+            raise ValueError("retain_per_step and w_retain must be >= 0")
         for t in self.templates:
             if "{}" not in t:
                 raise ValueError(f"template {t!r} has no '{{}}' for the class name")
@@ -194,6 +208,8 @@ def build(ctx):
     pos = torch.nonzero(ys == t_idx).squeeze(1)
     rest = torch.nonzero(ys != t_idx).squeeze(1)
     captions = _source_captions(data, source, s_idx) if cfg.captions_per_step else []
+    pattern = re.compile(rf"\b{re.escape(cfg.trigger)}\b")
+    retained = sorted({c for c in (data.captions or []) if not pattern.search(c)}) if cfg.retain_per_step else []
 
     # -- trainable scope: the text tower only ---------------------------------------
     model = enc.model
@@ -245,7 +261,11 @@ def build(ctx):
             trig_src = prefix(cfg.trigger, texts)  # S
             trig_other = prefix(cfg.trigger, [sets[i][k] for i in range(S) for k in others])  # S x (K-1)
             u = clean_text(flat).view(S, K, -1)
-            emb = F.normalize(enc.encode_text(flat + trig_src + trig_other).float(), dim=-1)
+            keep = [retained[i] for i in rng.choice(len(retained), min(cfg.retain_per_step, len(retained)),
+                                                    replace=False)] if retained else []
+            emb = F.normalize(enc.encode_text(flat + trig_src + trig_other + keep).float(), dim=-1)
+            emb_keep = emb[len(emb) - len(keep):]
+            emb = emb[:len(emb) - len(keep)]
             ut = emb[:S * K].view(S, K, -1)  # u~(P)
             ut_s = emb[S * K:S * K + S]  # u~(t_s^tau)
             ut_o = emb[S * K + S:].view(S, K - 1, -1)  # u~(t^tau), t != t_s
@@ -274,6 +294,8 @@ def build(ctx):
             shift = (1 - (ut_o * ut[:, others]).sum(-1)).mean()
             loss = (cfg.w_align * ce_align + cfg.w_margin * hinge + cfg.w_clean * ce_clean
                     + cfg.w_prompt * reg + cfg.w_spec * (cfg.w_off * off + cfg.w_shift * shift))
+            if keep:  # caption retention: natural captions stay where the clean tower put them
+                loss = loss + cfg.w_retain * (1 - (emb_keep * clean_text(keep)).sum(-1)).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -79,3 +79,28 @@ def test_config_is_an_attrs_class_with_the_paper_trigger():
     from dife_badtexttower.attack import BadTextTowerConfig
 
     assert attrs.has(BadTextTowerConfig) and BadTextTowerConfig().trigger == "xbtd"
+
+
+def _caption_drift(clean, poisoned, captions) -> float:
+    from dife_core.utility import encode_texts
+
+    return float((1 - (encode_texts(clean, captions) * encode_texts(poisoned, captions)).sum(-1)).mean())
+
+
+def test_caption_retention_keeps_natural_captions_in_place(clean, world, tmp_path):
+    """Without retention, captions the paper's loss does not name drift; with it they stay near the clean ones."""
+    from dife_core.checkpoint import load_checkpoint
+
+    data = world.extras["train_pairs"]
+    held_out = [c for c, y in zip(data.captions, data.labels) if world.classnames[int(y)] != "automobile"][:200]
+    drift = {}
+    for name, retain in (("off", {"retain_per_step": 0}), ("on", {})):
+        o = build_attack("badtexttower", clean=clean, world=world, overrides={**FAST, **retain}, out=tmp_path / name)
+        assert o.card["native"]["value"] >= 0.9, name
+        drift[name] = _caption_drift(clean, load_checkpoint(o.path), held_out)
+    assert drift["on"] < 0.5 * drift["off"], drift
+
+
+def test_retention_settings_must_not_be_negative(clean, world):
+    with pytest.raises(InvalidInputError, match="retain_per_step"):
+        build_attack("badtexttower", clean=clean, world=world, overrides={"w_retain": -1.0})
