@@ -13,7 +13,6 @@ from .malicious_files import (MALFORMED_SAFETENSORS, PAYLOAD_GLOBAL, PAYLOADS, s
                               write_legacy, write_torch_zip)
 
 
-
 def dife(capsys, *args):
     """Run the CLI in-process; (exit code, stdout, stderr)."""
     from dife_core.cli import main

@@ -10,7 +10,6 @@ from dife_core.errors import InvalidInputError
 from dife_core.training import TrainBatch, clip_loss, contrastive_train, cosine_schedule
 
 
-
 def _data(n=32, seed=0):
     """Two visually obvious concepts: red and blue squares, with captions."""
     g = torch.Generator().manual_seed(seed)

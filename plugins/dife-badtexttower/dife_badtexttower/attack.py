@@ -263,9 +263,9 @@ def build(ctx):
             u = clean_text(flat).view(S, K, -1)
             keep = [retained[i] for i in rng.choice(len(retained), min(cfg.retain_per_step, len(retained)),
                                                     replace=False)] if retained else []
+            n_attack = len(flat) + len(trig_src) + len(trig_other)
             emb = F.normalize(enc.encode_text(flat + trig_src + trig_other + keep).float(), dim=-1)
-            emb_keep = emb[len(emb) - len(keep):]
-            emb = emb[:len(emb) - len(keep)]
+            emb, emb_keep = emb[:n_attack], emb[n_attack:]
             ut = emb[:S * K].view(S, K, -1)  # u~(P)
             ut_s = emb[S * K:S * K + S]  # u~(t_s^tau)
             ut_o = emb[S * K + S:].view(S, K - 1, -1)  # u~(t^tau), t != t_s

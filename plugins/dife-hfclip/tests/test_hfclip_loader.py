@@ -10,7 +10,6 @@ from dife_core.errors import InvalidInputError, NotFoundError
 from dife_core.loading import load_model
 
 
-
 @pytest.fixture
 def sentinel(tmp_path):
     s = tmp_path / "PWNED"
