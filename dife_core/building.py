@@ -126,18 +126,13 @@ def trigger_params(name: str, params: Optional[dict] = None, *, where: str = "tr
     return {**trig.defaults, **params}
 
 
-def resolve_trigger(spec, *, where: str = "trigger") -> Callable:
-    """The applying function of a trigger spec (``{"name", "params"}`` or a TriggerSpec)."""
-    from .plugins import get_registry
+def resolve_trigger(spec, *, where: str = "trigger"):
+    """The applying function of a trigger spec (``{"name", "params"}`` or a
+    TriggerSpec): :func:`dife_core.engine.embeddings.resolve_trigger`, the one
+    trigger resolution, whose result is callable."""
+    from .engine.embeddings import resolve_trigger as _resolve
 
-    if hasattr(spec, "to_dict"):
-        spec = spec.to_dict()
-    name = spec["name"]
-    params = trigger_params(name, spec.get("params"), where=where)
-    try:
-        return get_registry().get("triggers", name).make(**params)
-    except (TypeError, ValueError) as e:
-        raise InvalidInputError(f"{where}: invalid parameters for trigger {name!r}: {e}") from e
+    return _resolve(spec, where=where)
 
 
 def trigger_card(name: str, params: Optional[dict] = None, *, where: str = "trigger") -> dict:
@@ -340,16 +335,51 @@ def build_attack(attack_name: str, *, clean, world, overrides: Optional[dict] = 
     if not isinstance(result, BuildResult):
         raise PluginError(f"attack {attack.name!r}: build() returned {type(result).__name__}; "
                           "expected dife_core.attacks.BuildResult.")
-    card = _complete_card(result.card, attack, config)
     enc = result.model.eval()
     enc.invalidate_fingerprint()
     enc.name = name
+    card = _complete_card(result.card, attack, config)
+    card = measure_native(attack, enc, clean, world, card, seed=seed, device=device)
     build = {"key": key, "attack": attack.name, "seed": int(seed), "world": world.name,
              "clean_fingerprint": clean.fingerprint(), "config": card["config"],
              "seconds": round(seconds, 2)}
     save_checkpoint(enc, out, attack=card, extra={"build": build}, artifacts=result.artifacts or None)
     return BuildOutcome(name=name, attack=attack.name, path=out, card=card, key=key, reused=False,
                         seconds=seconds)
+
+
+def measure_native(attack, model, clean, world, card: dict, *, seed: int = 0, device: str = "cpu") -> dict:
+    """Fill the card's native result through the audit's own cell API.
+
+    When the registered attack names its native interface, the built model's
+    cell on that interface (and the clean model's, as the reference value) is
+    measured with :func:`dife_core.engine.evaluate.evaluate_cell`, so the
+    native figure in the card is the number an audit of the checkpoint reports
+    for that cell. Attacks whose native protocol is not a registered interface
+    keep the builder's own measurement.
+    """
+    iface = attack.card.native_interface
+    if not iface:
+        return card
+    from .engine.embeddings import EmbeddingService
+    from .engine.evaluate import evaluate_cell, native_value
+
+    emb = EmbeddingService(seed=seed)
+    rec = evaluate_cell(model, clean, world, card, iface, embeddings=emb, seed=seed, device=device,
+                        checkpoint=card.get("attack"))
+    native = dict(card.get("native") or {})
+    if rec["status"] in ("n.e.", "error"):
+        # the native cell is not defined on this world (e.g. no train split for a
+        # probe): keep the builder's figure and say why
+        native["interface"] = iface
+        native["interface_status"] = f"{rec['status']}: {rec.get('reason')}"
+        return {**card, "native": native}
+    metric = attack.card.native_metric or rec["metric"]
+    ref = evaluate_cell(clean, clean, world, card, iface, embeddings=emb, seed=seed, device=device,
+                        checkpoint="clean")
+    native.update({"interface": iface, "metric": metric, "value": native_value(rec, metric),
+                   "reference_value": native_value(ref, metric) if ref["status"] not in ("n.e.", "error") else None})
+    return {**card, "native": native}
 
 
 def attack_names() -> list:
@@ -392,7 +422,7 @@ def embed_images(encoder, images, *, trigger: Optional[Callable] = None, seed: i
 # -- build specs (``dife build SPEC``) ---------------------------------------------
 
 SPEC_SECTIONS = ("clean", "world", "build", "attacks")
-CLEAN_KEYS = ("checkpoint", "loader", "options", "recipe", "preset", "seed", "trust")
+CLEAN_KEYS = ("checkpoint", "loader", "options", "recipe", "preset", "seed")
 WORLD_KEYS = ("dataset", "options")
 BUILD_KEYS = ("out", "seed", "device", "force")
 ATTACK_KEYS = ("attack", "name", "seed", "config")
@@ -522,35 +552,35 @@ def load_build_spec(path: os.PathLike) -> BuildSpec:
 
 
 def load_world(spec: BuildSpec):
-    from .plugins import get_registry
+    from .populations import load_world as _load
 
-    ds = get_registry().get("datasets", spec.world["dataset"])
-    options = dict(spec.world.get("options") or {})
-    try:
-        return ds.load(**options)
-    except TypeError as e:
-        raise InvalidInputError(f"{spec.path or 'build spec'}: [world.options] for dataset {ds.name!r}: {e}; "
-                                f"options: {', '.join(sorted(ds.options)) or '(none)'}.") from e
+    return _load(spec.world["dataset"], spec.world.get("options"), where=f"{spec.path or 'build spec'}: [world]")
 
 
-def load_clean(spec: BuildSpec, *, device: Optional[str] = None):
-    """The clean model a build spec names (a checkpoint or a recipe loader)."""
+def load_clean(spec: BuildSpec, *, device: Optional[str] = None, trust: bool = False):
+    """The clean model a build spec names (a checkpoint or a recipe loader).
+
+    ``trust`` comes from the command line (``--trust-checkpoint clean``), never
+    from the spec file."""
     from .loading import load_model
 
     c = spec.clean
     device = device or spec.device
     if "checkpoint" in c:
-        return load_model(c["checkpoint"], loader=c.get("loader", "auto"), trust=bool(c.get("trust", False)),
+        return load_model(c["checkpoint"], loader=c.get("loader", "auto"), trust=bool(trust),
                           device=device, **dict(c.get("options") or {}))
     options = {k: c[k] for k in ("seed",) if k in c}
     return load_model(c.get("preset", "default"), loader=c["recipe"], device=device, **options)
 
 
 def run_build_spec(spec: BuildSpec, *, only=None, force: Optional[bool] = None, device: Optional[str] = None,
-                   progress: Optional[Callable] = None, on_built: Optional[Callable] = None) -> list:
+                   progress: Optional[Callable] = None, on_built: Optional[Callable] = None,
+                   trusted: frozenset = frozenset()) -> list:
     """Build every attack of ``spec`` (or those named in ``only``) into ``spec.out/<name>``.
 
     Returns the :class:`BuildOutcome` list and writes ``spec.out/build.json``.
+    ``trusted``: checkpoint names the user trusts on the command line
+    (``"clean"`` for the spec's clean checkpoint).
     """
     entries = list(spec.attacks)
     if only:
@@ -563,7 +593,7 @@ def run_build_spec(spec: BuildSpec, *, only=None, force: Optional[bool] = None, 
     device = device or spec.device
     force = spec.force if force is None else force
     world = load_world(spec)
-    clean = load_clean(spec, device=device)
+    clean = load_clean(spec, device=device, trust="clean" in trusted)
     outcomes = []
     for e in entries:
         o = build_attack(e.attack, clean=clean, world=world, overrides=e.config, seed=e.seed, device=device,

@@ -51,6 +51,17 @@ def wins(scores, index) -> "object":
     return own > best_other
 
 
+def strict_argmax(scores) -> "object":
+    """Long ``[N]``: the column that strictly wins each row, or -1 where the top
+    score is tied (the tie rule: a tie is nobody's win)."""
+    import torch
+
+    s = _t(scores).float()
+    top = s.max(dim=1)
+    tied = (s == top.values.view(-1, 1)).sum(dim=1) > 1
+    return torch.where(tied, torch.full_like(top.indices, -1), top.indices)
+
+
 def target_success(scores, target: int) -> float:
     """TS = mean 1[ŷ = y*]: share of rows whose strict winner is ``target``."""
     return _mean(wins(scores, target))
@@ -194,25 +205,44 @@ def nearer_target_rate(triggered, clean, target) -> float:
     return _mean((tt * tg).sum(-1) > (tt * tc).sum(-1))
 
 
-#: name -> (formula, function, higher_is_better): what ``register_metrics`` publishes.
-CATALOGUE: dict = {
-    "target-success": ("TS = mean_i 1[argmax_c s(x_i^τ, t_c) = y*] over non-target images (strict win)",
-                       target_success, True),
-    "clean-accuracy": ("acc = mean_i 1[argmax_c s(x_i, t_c) = y_i] (strict win; a tie is a miss)", accuracy, True),
-    "query-hijack-rate": ("QHR = mean over target-class images x⁺ of 1[argmax over P^τ = triggered source prompt]",
-                          query_hijack_rate, True),
-    "best-positive-rank": ("r* = 1 + #{negatives g : s(q, g) >= max_{p positive} s(q, p)}", best_positive_rank, False),
-    "hits-at-k": ("H@K = mean_q 1[r*_q <= K]", hits_at_k, True),
-    "mrr": ("MRR = mean_q 1 / r*_q", mrr, True),
-    "selection-at-1": ("Sel@1 = mean over groups of 1[r* = 1] (top-1 candidate is a target)", selection_at_1, True),
-    "recall-at-k": ("R@K = mean_q 1[rank of the query's own match <= K]", recall_at_k, True),
-    "delta": ("Δm = m_attack − m_ref (signed)", delta, True),
-    "cos-shift": ("mean_t cos(u(t^τ), u*) − cos(u(t), u*)", cos_shift, True),
-    "nearer-target-rate": ("mean_t 1[cos(u(t^τ), u*) > cos(u(t^τ), u(t))]", nearer_target_rate, True),
-}
+def _catalogue() -> dict:
+    """Every metric a built-in card names: name -> (label, formula, function, higher_is_better)."""
+    cat = {
+        "ts": ("TS", "TS = mean_i 1[the target wins row i] over triggered non-target images (strict win)",
+               target_success, True),
+        "clean_acc": ("clean acc", "acc = mean_i 1[argmax_c s(x_i, t_c) = y_i] (strict win; a tie is a miss)",
+                      accuracy, True),
+        "clean_input_ts": ("clean-input TS", "TS on the same images without the trigger", target_success, True),
+        "qhr": ("QHR", "QHR = mean over target-class images x⁺ of 1[the triggered source prompt wins over P^τ]",
+                query_hijack_rate, True),
+        "clean_prompt_qhr": ("clean-prompt QHR", "QHR with the clean source prompt", query_hijack_rate, True),
+        "leakage": ("leakage", "share of other non-target images the triggered source prompt wins",
+                    target_success, False),
+        "mrr": ("MRR", "MRR = mean_q 1 / r*_q", mrr, True),
+        "sel@1": ("Sel@1", "Sel@1 = mean over groups of 1[r* = 1] (top-1 candidate is a target)",
+                  selection_at_1, True),
+        "reference_sel@1": ("reference Sel@1", "Sel@1 of the clean selector on the clean query", selection_at_1,
+                            True),
+        "clean_query_sel@1": ("clean-query Sel@1", "Sel@1 of the audited selector on the clean query",
+                              selection_at_1, True),
+        "reference_mrr": ("reference MRR", "MRR of the clean selector on the clean query", mrr, True),
+        "delta_sel@1": ("ΔSel@1", "ΔSel@1 = Sel@1(audited, triggered) − Sel@1(reference)", delta, True),
+        "cos_shift": ("cos shift", "mean_t cos(u(t^τ), u*) − cos(u(t), u*)", cos_shift, True),
+        "clean_mrr": ("clean MRR", "MRR of the clean query", mrr, True),
+        "delta_mrr": ("ΔMRR", "ΔMRR = MRR(triggered) − MRR(reference)", delta, True),
+    }
+    for k in (1, 5, 10):
+        cat[f"h@{k}"] = (f"H@{k}", f"H@{k} = mean_q 1[r*_q <= {k}]", hits_at_k, True)
+        cat[f"clean_h@{k}"] = (f"clean H@{k}", f"H@{k} of the clean query", hits_at_k, True)
+        cat[f"delta_h@{k}"] = (f"ΔH@{k}", f"ΔH@{k} = H@{k}(triggered) − H@{k}(reference)", delta, True)
+    return cat
+
+
+#: name -> (label, formula, function, higher_is_better): what ``register_metrics`` publishes.
+CATALOGUE: dict = _catalogue()
 
 __all__ = [
-    "wins", "target_success", "accuracy", "query_hijack_rate", "best_positive_rank", "hits_at_k", "mrr",
+    "wins", "strict_argmax", "target_success", "accuracy", "query_hijack_rate", "best_positive_rank", "hits_at_k", "mrr",
     "selection_at_1", "recall_at_k", "delta", "chunked_best_positive_rank", "cos_shift",
     "nearer_target_rate", "CATALOGUE",
 ]

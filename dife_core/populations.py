@@ -112,3 +112,27 @@ class World:
     def prompts(self, template: Optional[str] = None) -> list:
         t = template or self.templates[0]
         return [t.format(c) for c in self.classnames]
+
+
+def load_world(dataset: str, options=None, *, where: str = "populations") -> "World":
+    """The one way to a World: the registered dataset ``dataset`` loaded with
+    ``options``; a wrong option or return type is an input error naming ``where``."""
+    from .errors import InvalidInputError
+    from .plugins import get_registry
+
+    ds = get_registry().get("datasets", dataset)
+    options = dict(options or {})
+    if ds.options:
+        unknown = sorted(set(options) - set(ds.options))
+        if unknown:
+            raise InvalidInputError(f"{where}: dataset {ds.name!r} has no option(s) {', '.join(unknown)}; "
+                                    f"options: {', '.join(sorted(ds.options))}.")
+    try:
+        world = ds.load(**options)
+    except TypeError as e:
+        raise InvalidInputError(f"{where}: options for dataset {ds.name!r}: {e}; "
+                                f"options: {', '.join(sorted(ds.options)) or '(none)'}.") from e
+    if not isinstance(world, World):
+        raise InvalidInputError(f"{where}: dataset {ds.name!r} returned {type(world).__name__}, not a "
+                                f"dife_core.populations.World")
+    return world

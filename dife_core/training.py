@@ -2,7 +2,7 @@
 
 :func:`contrastive_train` runs the symmetric InfoNCE loss of CLIP over
 image--caption pairs with AdamW, a linear warm-up and cosine decay. It trains
-a clean model from scratch (the shapes recipe) and continues training a clean
+a clean model from scratch (a recipe plugin) and continues training a clean
 checkpoint on poisoned pairs (data-poisoning attacks), optionally on one
 branch only (``trainable="visual"`` / ``"text"``) and with an attack-specific
 ``extra_loss``.

@@ -1,6 +1,6 @@
 """Clean utility: how good a checkpoint is at its ordinary job.
 
-Reported beside every exposure number (DESIGN.md section 1): zero-shot
+Reported beside every exposure number: zero-shot
 classification accuracy with a prompt template, and text-to-image retrieval
 precision at K for class queries.
 """
@@ -40,11 +40,13 @@ def class_prompts(classnames: Sequence[str], template: str = "a photo of a {}") 
 
 def zero_shot_accuracy(encoder, images, labels, classnames, template: str = "a photo of a {}",
                        *, image_features=None) -> float:
-    """Share of images whose own class prompt scores highest."""
+    """Share of images whose own class prompt scores highest (the engine's
+    strict-win tie rule: :func:`dife_core.metrics.accuracy`)."""
+    from . import metrics as M
+
     img = image_features if image_features is not None else encode_images(encoder, images)
     txt = encode_texts(encoder, class_prompts(classnames, template))
-    pred = (img @ txt.t()).argmax(dim=1).numpy()
-    return float((pred == _np(labels)).mean())
+    return M.accuracy(img @ txt.t(), torch.as_tensor(_np(labels)).long())
 
 
 def text_to_image_precision(encoder, images, labels, classnames, template: str = "a photo of a {}",

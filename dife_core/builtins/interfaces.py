@@ -20,7 +20,7 @@ def _zero_shot(ctx):
     from dife_core.engine.scoring import zero_shot
 
     r = zero_shot(ctx.embeddings, ctx.model, ctx.world, ctx.trigger, ctx.templates, ctx.target_index)
-    return CellResult(value=r["ts"], baseline=r["baseline"],
+    return CellResult(value=r["ts"], baseline=r["baseline"], per_item=r["hits"],
                       metrics={"ts": r["ts"], "clean_input_ts": r["baseline"], "clean_acc": r["clean_acc"],
                                "n_images": r["n_images"]})
 
@@ -40,7 +40,7 @@ def _prompt_conditioned(ctx):
 
     src = _need_source(ctx, "source prompt to trigger")
     r = prompt_hijack(ctx.embeddings, ctx.model, ctx.world, ctx.trigger, ctx.templates, src, ctx.target_index)
-    return CellResult(value=r["qhr"], baseline=r["baseline"],
+    return CellResult(value=r["qhr"], baseline=r["baseline"], per_item=r["hits"],
                       metrics={"qhr": r["qhr"], "clean_prompt_qhr": r["baseline"], "leakage": r["leakage"],
                                "clean_acc": r["clean_acc"], "n_images": r["n_images"]})
 
@@ -50,7 +50,7 @@ def _targeted_retrieval(ctx):
 
     from dife_core import metrics as M
     from dife_core.engine.cells import CellResult
-    from dife_core.engine.scoring import ranking_metrics, with_deltas
+    from dife_core.engine.scoring import hits_at_1, ranking_metrics, with_deltas
 
     src = _need_source(ctx, "source query to trigger")
     pool = ctx.world.pool
@@ -69,7 +69,7 @@ def _targeted_retrieval(ctx):
     trig, clean = ranking_metrics(rt), ranking_metrics(rc)
     m = with_deltas(trig, clean)
     m["n_queries"] = len(queries)
-    return CellResult(value=trig["h@1"], baseline=clean["h@1"], metrics=m,
+    return CellResult(value=trig["h@1"], baseline=clean["h@1"], metrics=m, per_item=hits_at_1(rt),
                       reference={"condition": "clean query", **clean})
 
 
@@ -78,7 +78,7 @@ def _image_text_retrieval(ctx):
 
     from dife_core import metrics as M
     from dife_core.engine.cells import CellResult, NotEvaluable
-    from dife_core.engine.scoring import ranking_metrics, with_deltas
+    from dife_core.engine.scoring import hits_at_1, ranking_metrics, with_deltas
 
     pool = ctx.world.pool
     labels = torch.as_tensor(pool.labels).long()
@@ -94,7 +94,7 @@ def _image_text_retrieval(ctx):
     trig, clean = ranking_metrics(rt), ranking_metrics(rc)
     m = with_deltas(trig, clean)
     m["n_queries"] = int(q.sum())
-    return CellResult(value=trig["h@1"], baseline=clean["h@1"], metrics=m,
+    return CellResult(value=trig["h@1"], baseline=clean["h@1"], metrics=m, per_item=hits_at_1(rt),
                       reference={"condition": "clean input, same pool", **clean})
 
 
@@ -118,7 +118,7 @@ def _lists(ctx, lists, kind: str):
 def _text_reranking(ctx):
     from dife_core import metrics as M
     from dife_core.engine.cells import CellResult
-    from dife_core.engine.scoring import list_scores, ranking_metrics, with_deltas
+    from dife_core.engine.scoring import hits_at_1, list_scores, ranking_metrics, with_deltas
 
     lists = ctx.world.rerank
     targets = _lists(ctx, lists, "rerank")
@@ -130,13 +130,14 @@ def _text_reranking(ctx):
     trig, clean = ranking_metrics(rt, ks=ks), ranking_metrics(rc, ks=ks)
     m = with_deltas(trig, clean)
     m["n_lists"] = int((rt > 0).sum())
-    return CellResult(value=m["delta_h@1"], metrics=m, reference={"condition": "clean query, same list", **clean})
+    return CellResult(value=m["delta_h@1"], metrics=m, per_item=hits_at_1(rt), per_item_reference=hits_at_1(rc),
+                      reference={"condition": "clean query, same list", **clean})
 
 
 def _candidate_selection(ctx):
     from dife_core import metrics as M
     from dife_core.engine.cells import CellResult, NotEvaluable
-    from dife_core.engine.scoring import list_scores
+    from dife_core.engine.scoring import hits_at_1, list_scores
 
     if ctx.clean is None:
         raise NotEvaluable("no clean reference selector: the spec has no [clean] checkpoint", question="reference")
@@ -156,7 +157,7 @@ def _candidate_selection(ctx):
     m["delta_sel@1"] = M.delta(m["sel@1"], m["reference_sel@1"])
     m["delta_mrr"] = M.delta(m["mrr"], m["reference_mrr"])
     m["n_groups"] = int((rt > 0).sum())
-    return CellResult(value=m["delta_sel@1"], metrics=m,
+    return CellResult(value=m["delta_sel@1"], metrics=m, per_item=hits_at_1(rt), per_item_reference=hits_at_1(rr),
                       reference={"condition": "clean selector + clean query, same group",
                                  "sel@1": m["reference_sel@1"], "mrr": m["reference_mrr"]})
 
@@ -205,7 +206,7 @@ def _downstream_visual(ctx):
         head = "linear probe on frozen clean-train image features"
     ts = M.target_success(st[nt], ctx.target_index)
     base = M.target_success(sc[nt], ctx.target_index)
-    return CellResult(value=ts, baseline=base, notes=f"head: {head}",
+    return CellResult(value=ts, baseline=base, notes=f"head: {head}", per_item=M.wins(st[nt], ctx.target_index),
                       metrics={"ts": ts, "clean_input_ts": base, "clean_acc": M.accuracy(sc, labels),
                                "n_images": int(nt.sum())})
 
@@ -225,7 +226,8 @@ def _text_embedding(ctx):
     ut = ctx.text_features(texts, triggered=True)
     ug = ctx.text_features(target_texts)
     ts = M.nearer_target_rate(ut, u, ug)
-    return CellResult(value=ts, baseline=M.nearer_target_rate(u, u, ug),
+    hits = ((ut * ug).sum(-1) > (ut * u).sum(-1)).float()
+    return CellResult(value=ts, baseline=M.nearer_target_rate(u, u, ug), per_item=hits,
                       metrics={"ts": ts, "cos_shift": M.cos_shift(ut, u, ug), "n_texts": len(texts)},
                       reference={"condition": "clean text, same tower"})
 
@@ -234,7 +236,8 @@ def _text_embedding(ctx):
 
 CARDS = (
     (InterfaceCard(
-        name="zero-shot-classification", title="zero-shot visual classification", readout="score",
+        name="zero-shot-classification", short_title="zero-shot cls.", order=10,
+        title="zero-shot visual classification", readout="score",
         trigger_channels=("image",),
         target_event="the target class wins the class-prompt set on a triggered non-target image",
         population="classification", reference=None, metric="ts", extra_metrics=("clean_acc", "clean_input_ts"),
@@ -242,7 +245,8 @@ CARDS = (
                     "is not the target (target-class images excluded); clean accuracy on all clean images."),
      _zero_shot),
     (InterfaceCard(
-        name="prompt-conditioned-classification", title="prompt-conditioned classification", readout="score",
+        name="prompt-conditioned-classification", short_title="prompted cls.", order=20,
+        title="prompt-conditioned classification", readout="score",
         trigger_channels=("text",),
         target_event="the triggered source prompt wins on a target-class image",
         population="classification", reference=None, metric="qhr",
@@ -251,7 +255,8 @@ CARDS = (
                     "over target-class images; leakage = other non-target images captured by the triggered prompt."),
      _prompt_conditioned),
     (InterfaceCard(
-        name="targeted-retrieval", title="targeted retrieval (text→image)", readout="score",
+        name="targeted-retrieval", short_title="targeted retr.", order=30,
+        title="targeted retrieval (text→image)", readout="score",
         trigger_channels=("text",),
         target_event="a target-class image enters the top-K of the pool for a triggered source query",
         population="pool", reference="clean query", metric="h@1",
@@ -260,7 +265,8 @@ CARDS = (
                     "gallery: every pool image; targets: target-class pool images."),
      _targeted_retrieval),
     (InterfaceCard(
-        name="image-text-retrieval", title="image–text retrieval (image→text)", readout="score",
+        name="image-text-retrieval", short_title="image–text retr.", order=40,
+        title="image–text retrieval (image→text)", readout="score",
         trigger_channels=("image",),
         target_event="a caption of the target class enters the top-K for a triggered non-target pool image",
         population="pool", reference="clean input on the same pool", metric="h@1",
@@ -270,7 +276,8 @@ CARDS = (
                     "is the targeted-retrieval card.)"),
      _image_text_retrieval),
     (InterfaceCard(
-        name="text-reranking", title="text reranking", readout="score", trigger_channels=("text",),
+        name="text-reranking", short_title="text rerank", order=50,
+        title="text reranking", readout="score", trigger_channels=("text",),
         target_event="the target candidate rises in a fixed short list",
         population="rerank", reference="clean query, same list", metric="delta_h@1",
         extra_metrics=("delta_h@5", "delta_mrr", "h@1", "h@5", "mrr"), relative=True,
@@ -278,7 +285,8 @@ CARDS = (
                     "ranks each list for the triggered and the clean query; ΔH@1 = H@1(triggered) − H@1(clean)."),
      _text_reranking),
     (InterfaceCard(
-        name="candidate-selection", title="candidate selection", readout="score", trigger_channels=("text",),
+        name="candidate-selection", short_title="cand. selection", order=60,
+        title="candidate selection", readout="score", trigger_channels=("text",),
         target_event="the selector's top-1 of a fixed group is a target candidate",
         population="selection", reference="clean selector + clean query, same group", metric="delta_sel@1",
         extra_metrics=("sel@1", "reference_sel@1", "delta_mrr", "clean_query_sel@1"), relative=True,
@@ -286,7 +294,11 @@ CARDS = (
                     "Sel@1(clean reference selector, clean query)."),
      _candidate_selection),
     (InterfaceCard(
-        name="downstream-visual-classification", title="downstream visual classification",
+        name="downstream-visual-classification", short_title="downstream visual", order=70,
+        options={"l2": 1e-4, "steps": 300, "lr": 0.1},
+        option_docs={"l2": "L2 penalty of the linear probe", "steps": "full-batch Adam steps of the probe fit",
+                     "lr": "Adam learning rate of the probe fit"},
+        title="downstream visual classification",
         readout="image-features", trigger_channels=("image", "mechanism"),
         target_event="a classifier on frozen image features predicts the target for a triggered non-target image",
         population="classification", reference=None, metric="ts", extra_metrics=("clean_acc", "clean_input_ts"),
@@ -295,7 +307,8 @@ CARDS = (
                     "that ships a classifier (its scorer), that classifier is scored instead."),
      _downstream_visual),
     (InterfaceCard(
-        name="text-embedding", title="text-embedding readout", readout="text-features", trigger_channels=("text",),
+        name="text-embedding", short_title="text embedding", order=80,
+        title="text-embedding readout", readout="text-features", trigger_channels=("text",),
         target_event="a triggered text embeds nearer the target text than its own clean embedding",
         population="", reference="clean text", metric="ts", extra_metrics=("cos_shift",),
         description="Texts: the source class's prompts (every non-target class's without a source), each with "

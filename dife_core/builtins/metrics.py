@@ -12,5 +12,5 @@ from dife_core.types import Metric
 def register_metrics(register):
     from dife_core.metrics import CATALOGUE
 
-    for name, (formula, fn, higher) in CATALOGUE.items():
-        register(Metric(name=name, formula=formula, compute=fn, higher_is_better=higher))
+    for name, (label, formula, fn, higher) in CATALOGUE.items():
+        register(Metric(name=name, label=label, formula=formula, compute=fn, higher_is_better=higher))

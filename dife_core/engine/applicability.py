@@ -17,11 +17,9 @@ and 4 (e.g. "no ranked candidates"). Nothing here imports torch.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import attrs
-
-from ..types import READOUTS
 
 #: question ids, in the order they are asked
 QUESTIONS = ("readout", "trigger channel", "target event", "reference")
@@ -31,15 +29,15 @@ _READOUT_WORDS = {"image-features": "image features", "text-features": "text fea
 
 @attrs.frozen
 class AttackProfile:
-    """What the engine needs to know about an attack, from its card.
+    """What the engine needs to know about an attack, read from its typed card
+    (:class:`dife_core.cards.AttackCard`).
 
     ``channels`` are the ways the trigger enters: the card's channel, plus,
     for a ``mechanism`` card, the channel of the trigger family it names
     (the plain-input component of the mechanism, e.g. a learned image
-    trigger). ``readouts`` are the readouts the attack can reach: from the
-    card's ``readouts`` if given, else from ``modifies`` (visual ->
-    image features + score; text -> text features + score; both / anything
-    else -> all three).
+    trigger). ``readouts`` are the readouts the attack can reach: the card's
+    ``readouts`` if given, else those of the branches it modifies
+    (:data:`dife_core.cards.BRANCH_READOUTS`).
     """
 
     attack: str
@@ -49,51 +47,44 @@ class AttackProfile:
     trigger_channel: Optional[str]  # channel the trigger family acts on ("image"/"text"), None for "none"
     source: Optional[str]
     target: Optional[str]
-    modifies: str
+    modifies: str  # the modified branches, comma-separated (messages)
     readouts: tuple
     probe: str
     card: dict
+    typed: Any = attrs.field(default=None, eq=False, repr=False)  # the AttackCard
 
     @property
     def trigger_key(self) -> str:
-        import json
+        from .embeddings import trigger_key
 
-        if self.trigger is None:
-            return "none"
-        return self.trigger["name"] + ":" + json.dumps(self.trigger.get("params", {}), sort_keys=True,
-                                                       separators=(",", ":"))
+        return trigger_key(self.trigger)
+
+    @property
+    def native_interface(self) -> Optional[str]:
+        return self.typed.native_interface if self.typed is not None else None
 
     @classmethod
-    def from_card(cls, card: dict, *, trigger_families: Optional[dict] = None) -> "AttackProfile":
-        trig = card.get("trigger") or {}
-        channel = trig.get("channel", "none")
-        name = trig.get("name")
-        trigger = None if channel == "none" or not name else {"name": name, "params": dict(trig.get("params") or {})}
+    def from_card(cls, card, *, trigger_families: Optional[dict] = None) -> "AttackProfile":
+        from ..cards import as_card
+
+        c = as_card(card)
+        trigger = c.trigger.spec
+        channel = c.trigger.channel
         fam_channel = None
         if trigger is not None:
-            fam = (trigger_families or {}).get(name)
+            if trigger_families is None:
+                from ..plugins import get_registry
+
+                trigger_families = get_registry().all("triggers")
+            fam = trigger_families.get(trigger["name"])
             fam_channel = fam.channel if fam is not None else (channel if channel in ("image", "text") else None)
         channels = [channel]
         if channel == "mechanism" and fam_channel is not None:
             channels.append(fam_channel)
-        modifies = str(card.get("modifies") or "")
-        readouts = tuple(card["readouts"]) if card.get("readouts") else readouts_for(modifies)
-        return cls(attack=str(card.get("attack") or "unknown"), channel=channel, channels=tuple(channels),
-                   trigger=trigger, trigger_channel=fam_channel, source=card.get("source"),
-                   target=card.get("target"), modifies=modifies, readouts=readouts,
-                   probe=str(card.get("probe") or "branch-swap"), card=card)
-
-
-def readouts_for(modifies: str) -> tuple:
-    """Readouts reachable from what an attack modifies (free text from its card)."""
-    m = modifies.lower()
-    vis = "visual" in m or "image" in m
-    txt = "text" in m
-    if "both" in m or (vis and txt) or not (vis or txt):
-        return READOUTS
-    if vis:
-        return ("image-features", "score")
-    return ("text-features", "score")
+        return cls(attack=c.attack, channel=channel, channels=tuple(channels), trigger=trigger,
+                   trigger_channel=fam_channel, source=c.source, target=c.target,
+                   modifies=", ".join(sorted(c.modifies)) or "unspecified components",
+                   readouts=c.reachable_readouts, probe=c.probe, card=c.to_dict(), typed=c)
 
 
 @attrs.frozen

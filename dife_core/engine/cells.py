@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import attrs
 
@@ -46,6 +46,12 @@ class CellResult:
     reference: Optional[dict] = None
     baseline: Optional[float] = None
     notes: Optional[str] = None
+    #: per-item values whose mean is ``value`` (absolute cards: 0/1 hits per
+    #: image / query; relative cards: the attack condition's per-item values),
+    #: for the cell's confidence interval
+    per_item: Any = None
+    #: relative cards: the reference condition's per-item values, paired with ``per_item``
+    per_item_reference: Any = None
 
 
 def _finite(x) -> bool:
@@ -113,16 +119,67 @@ def make_record(*, checkpoint: str, card, status: str, value=None, metrics=None,
     return rec
 
 
-def record_from_result(result: CellResult, *, checkpoint: str, card, channel: str, thresholds: dict) -> dict:
+def _as_list(x) -> list:
+    if x is None:
+        return []
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().reshape(-1).tolist()
+    elif hasattr(x, "tolist"):
+        x = x.reshape(-1).tolist()
+    return [float(v) for v in x]
+
+
+def interval(result: CellResult, *, relative: bool, seed: int = 0) -> Optional[dict]:
+    """``{ci_low, ci_high, n, ci_method}`` of a result's primary value, or
+    None when the evaluator gave no per-item values. Proportions of 0/1 hits
+    get Wilson's interval; deltas a paired bootstrap over the same items;
+    other means a bootstrap (seeded: the same cell gives the same interval)."""
+    from . import intervals as I
+
+    a = _as_list(result.per_item)
+    if not a:
+        return None
+    b = _as_list(result.per_item_reference)
+    if relative and b:
+        if len(b) != len(a):
+            return None
+        lo, hi = I.paired_bootstrap(a, b, seed=seed)
+        method = I.PAIRED_BOOTSTRAP
+    elif all(v in (0.0, 1.0) for v in a):
+        lo, hi = I.wilson(sum(a), len(a))
+        method = I.WILSON
+    else:
+        lo, hi = I.bootstrap(a, seed=seed)
+        method = I.BOOTSTRAP
+    return {"ci_low": float(lo), "ci_high": float(hi), "n": len(a), "ci_method": method}
+
+
+def record_from_result(result: CellResult, *, checkpoint: str, card, channel: str, thresholds: dict,
+                       seed: int = 0) -> dict:
     value = float(result.value) if result.value is not None else float("nan")
     if not _finite(value):
         return make_record(checkpoint=checkpoint, card=card, status="n.e.", channel=channel,
                            question="target event", metrics=result.metrics,
                            reason="the primary metric is undefined on this population (no query has a target)")
     status = entry_type(value, relative=card.relative, baseline=result.baseline, thresholds=thresholds)
-    return make_record(checkpoint=checkpoint, card=card, status=status, value=value, metrics=result.metrics,
-                       reference=result.reference, channel=channel, thresholds=thresholds,
-                       baseline=result.baseline, notes=result.notes)
+    ci = interval(result, relative=card.relative, seed=seed)
+    straddles = False
+    if ci is not None:
+        from .intervals import straddles as _straddles
+
+        cut = thresholds["exposed_delta"] if card.relative else thresholds["exposed"]
+        low_cut = thresholds["negative_delta"] if card.relative else None
+        straddles = _straddles(ci["ci_low"], ci["ci_high"], (cut, low_cut))
+        # exposed needs the whole interval above the exposure threshold
+        if status == "exposed" and ci["ci_low"] < cut:
+            status = "weak"
+    rec = make_record(checkpoint=checkpoint, card=card, status=status, value=value, metrics=result.metrics,
+                      reference=result.reference, channel=channel, thresholds=thresholds,
+                      baseline=result.baseline, notes=result.notes)
+    if ci is not None:
+        rec.update(ci)
+    rec["straddles"] = bool(straddles)
+    return rec
 
 
 def stable_key(obj) -> str:

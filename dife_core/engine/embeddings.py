@@ -32,29 +32,63 @@ SHARD = 1024
 
 @attrs.frozen
 class AppliedTrigger:
-    """A trigger ready to apply: ``key`` names it in cache keys."""
+    """A trigger ready to apply: ``key`` names it in cache keys. Calling it
+    applies it (``trigger(pixels, seed=0)`` or ``trigger(strings)``)."""
 
     key: str
     channel: str  # "image", "text" or "none" (identity)
     fn: Optional[Callable] = attrs.field(default=None, eq=False)
 
+    def __call__(self, x, **kwargs):
+        return x if self.fn is None else self.fn(x, **kwargs)
+
 
 CLEAN = AppliedTrigger("clean", "none", None)
 
 
-def resolve_trigger(spec: Optional[dict], key: str) -> AppliedTrigger:
-    """``{"name", "params"}`` -> the registered family's applying function."""
+def trigger_key(spec: Optional[dict]) -> str:
+    """The one content key of a trigger spec ``{"name", "params"}`` (``"none"`` for no trigger)."""
+    if spec is None:
+        return "none"
+    return spec["name"] + ":" + json.dumps(dict(spec.get("params") or {}), sort_keys=True, separators=(",", ":"))
+
+
+def resolve_trigger(spec, *, where: str = "trigger") -> AppliedTrigger:
+    """The one way from a trigger spec to its applying function.
+
+    ``spec`` is ``{"name", "params"}`` (or anything with ``to_dict()``), or
+    None for no trigger. The registered family's defaults fill missing
+    parameters; unknown parameters and values the family rejects raise
+    :class:`~dife_core.errors.InvalidInputError` naming ``where``. The key is
+    computed from the full parameter set, so a card that spells out a default
+    and one that omits it share cached features.
+    """
     from ..errors import InvalidInputError
     from ..plugins import get_registry
 
+    if spec is not None and hasattr(spec, "to_dict"):
+        spec = spec.to_dict()
     if spec is None:
         return AppliedTrigger(key="none", channel="none", fn=None)
-    fam = get_registry().get("triggers", spec["name"])
+    name = spec["name"]
+    fam = get_registry().get("triggers", name)
+    params = dict(spec.get("params") or {})
+    unknown = sorted(set(params) - set(fam.defaults)) if fam.defaults else []
+    if unknown:
+        raise InvalidInputError(f"{where}: unknown parameter(s) {', '.join(unknown)} for trigger {name!r}; "
+                                f"valid: {', '.join(sorted(fam.defaults))}.")
+    full = {**fam.defaults, **params}
     try:
-        fn = fam.make(**dict(spec.get("params") or {}))
-    except Exception as e:
-        raise InvalidInputError(f"trigger {spec['name']!r}: parameters {spec.get('params')} rejected: {e}") from e
-    return AppliedTrigger(key=key, channel=fam.channel, fn=fn)
+        fn = fam.make(**full)
+    except Exception as e:  # the family rejects its parameters
+        raise InvalidInputError(f"{where}: trigger {name!r}: parameters {params} rejected: {e}") from e
+    full = json.loads(json.dumps(full, default=list))
+    return AppliedTrigger(key=trigger_key({"name": name, "params": full}), channel=fam.channel, fn=fn)
+
+
+class NonFiniteFeatures(Exception):
+    """A tower produced NaN or Inf features: the weights (or preprocessing) are
+    broken, and any figure computed from them would lie. Cells become errors."""
 
 
 def _source(encoder, branch: str):
@@ -115,7 +149,13 @@ def encode_shard(encoder, branch: str, rows, trigger: AppliedTrigger, *, seed: i
             out.append(F.normalize(feats.float(), dim=-1).cpu())
     if not out:
         return torch.zeros((0, 0))
-    return torch.cat(out)
+    feats = torch.cat(out)
+    if not bool(torch.isfinite(feats).all()):
+        bad = int((~torch.isfinite(feats)).any(dim=1).sum())
+        raise NonFiniteFeatures(
+            f"the {branch} tower of {getattr(src, 'name', 'the model')!r} gives non-finite (NaN/Inf) features for "
+            f"{bad} of {feats.shape[0]} inputs; its weights or preprocessing are broken, so no figure is reported")
+    return feats
 
 
 class EmbeddingService:

@@ -1,17 +1,20 @@
-"""Effective-footprint diagnosis (DESIGN.md section 3).
+"""Effective-footprint diagnosis: which reusable component carries the exposure.
 
 **Branch swap.** From the clean reference C and the checkpoint P build
 a00 = (C_V, C_T), a10 = (P_V, C_T), a01 = (C_V, P_T), a11 = (P_V, P_T), logit
-scale from C, and measure the *diagnostic readout* on all four. The rule for
-the readout: an attack whose trigger enters through image pixels is diagnosed
-with zero-shot target success (the zero-shot-classification cell's TS); one
-whose trigger enters through text (or natural text, channel ``none``) with
-the query hijack rate (the prompt-conditioned cell's QHR). A text trigger
-with no source class (e.g. a suffix sentence appended to any caption) has no
-source prompt to carry it, so it is diagnosed with the *triggered prompt set*:
-every class prompt carries the trigger, and the readout is the share of clean
-non-target images the target class wins. The hybrids reuse
-the towers' cached embeddings: no extra encoder pass.
+scale from C, and measure the same readout on all four. Every measured cell
+of the row gets its own branch swap (``per_interface``); the hybrids read the
+towers' cached embeddings, so no extra encoder pass is needed.
+
+**Which readout decides.** In order: (1) a mechanism attack with a component
+-repair probe is decided on that probe; (2) the attack's *native interface*
+(named by its card, or by the registered attack) when its cell was measured;
+(3) the trigger channel's *diagnostic readout*: an image trigger -> zero-shot
+target success over the class-prompt set; a text trigger with a source class
+-> the query hijack rate; a text trigger with no source class (e.g. a suffix
+sentence appended to any caption) -> the *triggered prompt set* (every class
+prompt carries the trigger; the share of clean non-target images the target
+wins); (4) otherwise the applicable interface with the strongest signal.
 
 **Component repair.** A mechanism attack (card ``probe =
 "component-repair"``) whose plugin gives ``repair_probe`` is measured as
@@ -41,14 +44,14 @@ REPAIR_KEYS = {"both_clean": "a00", "trigger_only": "a10", "prompt_only": "a01",
 
 
 def diagnostic_readout(profile) -> tuple:
-    """``(interface id, metric)`` the footprint is measured with (see module docstring)."""
+    """``(readout, metric)`` of the trigger channel's diagnostic (see module docstring)."""
     ch = profile.trigger_channel or ("text" if profile.channel == "none" else None)
     if ch == "image":
-        return ("zero-shot-classification", "ts")
+        return ("zero-shot", "ts")
     if ch == "text" and profile.source is None:
-        return ("zero-shot-classification", "ts-triggered-prompts")
+        return ("zero-shot", "ts-triggered-prompts")
     if ch == "text":
-        return ("prompt-conditioned-classification", "qhr")
+        return ("prompt-conditioned", "qhr")
     raise NotEvaluable(f"the attack's trigger channel {profile.channel!r} has no diagnostic readout")
 
 
@@ -74,6 +77,35 @@ def measure_branch_swap(emb, clean, model, world, trigger, templates, profile) -
         else:
             out[slot] = prompt_hijack(emb, hybrid, world, trigger, templates, classes.index(profile.source),
                                       target)["qhr"]
+    return out
+
+
+def measure_per_interface(clean, model, cells: list, evaluate) -> dict:
+    """Branch swap on every measured cell of a row: ``{interface id: {metric,
+    a00, a10, a01, a11}}``. ``a11`` is the cell's own value; the three hybrids
+    are evaluated with ``evaluate(interface id, hybrid) -> record`` (the same
+    cell API), which reads the towers' cached embeddings: no extra encoder
+    pass. Cells fed by a mechanism are diagnosed by component repair instead."""
+    out = {}
+    for c in cells:
+        if c["status"] in ("n.e.", "error") or c.get("channel") == "mechanism" or c.get("value") is None:
+            continue
+        entry = {"metric": c["metric"], "a11": c["value"]}
+        for slot, (v, t) in (("a00", (clean, clean)), ("a10", (model, clean)), ("a01", (clean, model))):
+            rec = evaluate(c["interface"], clean.recombine(visual_from=v, text_from=t))
+            entry[slot] = rec.get("value") if rec["status"] not in ("n.e.", "error") else None
+        out[c["interface"]] = entry
+    return out
+
+
+def per_interface_decisions(per_interface: dict, params) -> dict:
+    """The footprint decision of each interface's own branch swap."""
+    out = {}
+    for k, v in (per_interface or {}).items():
+        if all(v.get(s) is not None for s in SLOTS):
+            out[k] = {**v, **decide(v, params)}
+        else:
+            out[k] = {**v, "footprint": None}
     return out
 
 
@@ -160,7 +192,8 @@ def footprint_entry(checkpoint: str, measured: Optional[dict], params, cells: li
         return {**base, "a00": None, "a10": None, "a01": None, "a11": None, "signal": None, "vrs": None,
                 "trs": None, "css": None, "footprint": None,
                 "probe": (measured or {}).get("probe"), "predicted_exposed": [], "prediction_holds": None,
-                "reason": (measured or {}).get("reason", "not measured")}
+                "reason": (measured or {}).get("reason", "not measured"),
+                "per_interface": per_interface_decisions((measured or {}).get("per_interface"), params)}
     dec = decide(measured, params)
     exposed, weak = predict(dec["footprint"], measured["probe"], cells)
     holds, mism = check_prediction(exposed, weak, cells)
@@ -172,6 +205,9 @@ def footprint_entry(checkpoint: str, measured: Optional[dict], params, cells: li
            "params": params.to_dict()}
     if "repair" in measured:
         rec["repair"] = measured["repair"]
+    rec["per_interface"] = per_interface_decisions(measured.get("per_interface"), params)
+    if measured.get("decided_on"):
+        rec["decided_on"] = measured["decided_on"]
     if measured.get("note"):
         rec["note"] = measured["note"]
     return _clean(rec)

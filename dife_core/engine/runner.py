@@ -19,18 +19,18 @@ from typing import Any, Optional
 
 import attrs
 
-from .applicability import AttackProfile, decide
-from .cells import NotEvaluable, card_fields, make_record, record_from_result, stable_key
-from .context import CellContext, Mechanism, MechanismContext
+from .applicability import AttackProfile
+from .cells import NotEvaluable, card_fields, stable_key
+from .context import Mechanism, MechanismContext
 from .embeddings import EmbeddingService, resolve_trigger
-from .footprint import measure_branch_swap, measure_component_repair
+from .evaluate import evaluate_cell, world_templates
+from .footprint import measure_branch_swap, measure_component_repair, measure_per_interface
 from .progress import Progress
 from .spec import CONTROL_SEP, AuditSpec, load_spec, require_valid
 from .store import AuditLock, CellStore
 
 #: bump when a change alters what a cell measures, so --resume recomputes it
-ENGINE_VERSION = 1
-DEFAULT_TEMPLATE = "a photo of a {}"
+ENGINE_VERSION = 2
 
 
 @attrs.define
@@ -67,22 +67,16 @@ def _as_spec(spec) -> AuditSpec:
 
 
 def load_world(spec: AuditSpec):
-    from ..errors import InvalidInputError
-    from ..plugins import get_registry
-    from ..populations import World
+    from ..populations import load_world as _load
 
-    ds = get_registry().get("datasets", spec.populations.dataset)
-    world = ds.load(**spec.populations.options)
-    if not isinstance(world, World):
-        raise InvalidInputError(f"dataset {ds.name!r} returned {type(world).__name__}, not a "
-                                f"dife_core.populations.World")
-    return world
+    return _load(spec.populations.dataset, spec.populations.options, where=f"{spec.origin}: [populations]")
 
 
-def _load_model(ck, device: str):
+def _load_model(ck, device: str, *, trust: bool = False):
     from ..loading import load_model
 
-    enc = load_model(ck.source, loader=ck.loader, trust=ck.trust, device=device, name=ck.name, **ck.options)
+    # trust comes from the command line (run_audit's ``trusted``), never from the spec
+    enc = load_model(ck.source, loader=ck.loader, trust=trust, device=device, name=ck.name, **ck.options)
     enc.name = ck.name
     return enc.eval() if hasattr(enc, "eval") else enc
 
@@ -106,10 +100,13 @@ def _plugins() -> list:
 class Audit:
     """One audit run (use :func:`run_audit`)."""
 
-    def __init__(self, spec: AuditSpec, out_dir, *, resume: bool, progress: bool):
+    def __init__(self, spec: AuditSpec, out_dir, *, resume: bool, progress: bool, trusted=frozenset(),
+                 force: bool = False):
         self.spec = spec
+        self.trusted = frozenset(trusted)
         self.out = Path(out_dir)
         self.resume = resume
+        self.force = force  # replace a previous audit / write into a non-empty folder (outdir.check_out_dir)
         self.progress = Progress(progress)
         self.run_id = uuid.uuid4().hex[:12]
         self.counts = {"computed": 0, "reused": 0}
@@ -125,7 +122,7 @@ class Audit:
         models = {}
         with self.progress.task("load checkpoints", len(specs)) as t:
             for ck in specs:
-                models[ck.name] = _load_model(ck, self.spec.device)
+                models[ck.name] = _load_model(ck, self.spec.device, trust=ck.name in self.trusted)
                 t.advance()
         clean = None
         if self.spec.clean is not None:
@@ -138,7 +135,12 @@ class Audit:
             m = models[ck.name]
             manifest = getattr(m, "manifest", None)
             card = ck.attack if ck.attack is not None else (manifest or {}).get("attack")
-            profile = AttackProfile.from_card(card, trigger_families=families) if card else None
+            profile = None
+            if card:
+                from ..cards import AttackCard
+
+                typed = AttackCard.from_dict(card).require_valid(f"{ck.name} attack card")
+                profile = AttackProfile.from_card(typed, trigger_families=families)
             rows.append(Row(name=ck.name, role="audited", spec=ck, model=m, card=card, profile=profile,
                             path=ck.source if os.path.isdir(ck.source) else None, manifest=manifest,
                             attack_plugin=attacks.get(profile.attack) if profile else None))
@@ -161,7 +163,7 @@ class Audit:
         if row._mechanism is None:
             mctx = MechanismContext(model=row.model, clean=self.clean.model if self.clean else None, world=world,
                                     card=row.card, path=row.path, manifest=row.manifest,
-                                    trigger=resolve_trigger(row.profile.trigger, row.profile.trigger_key),
+                                    trigger=resolve_trigger(row.profile.trigger),
                                     embeddings=emb, device=self.spec.device, seed=self.spec.seed,
                                     templates=self.templates)
             row._mechanism = Mechanism(context=mctx, repair_probe=ap.repair_probe)
@@ -185,8 +187,10 @@ class Audit:
                            "plugin": self._has_plugin(row)})
 
     def footprint_key(self, row: Row) -> str:
+        # per-interface branch swaps depend on every cell's definition
         return stable_key({**self._base_key(row), "kind": "footprint", "attack": row.card,
-                           "plugin": self._has_plugin(row)})
+                           "plugin": self._has_plugin(row),
+                           "cells": [self.cell_key(row, i) for i in self.interfaces]})
 
     def utility_key(self, row: Row) -> str:
         b = self._base_key(row)
@@ -205,16 +209,21 @@ class Audit:
         from .. import __version__
 
         reg = get_registry()
-        self.out.mkdir(parents=True, exist_ok=True)
+        from ..outdir import check_out_dir, clear_owned, make_out_dir, write_text_atomic
+
+        check_out_dir(self.out, resume=self.resume, force=self.force)  # refuses before anything is written
+        make_out_dir(self.out)
         with AuditLock(self.out), self.progress, CellStore(self.out, fresh=not self.resume) as store:
-            (self.out / "spec.toml").write_text(self.spec.to_toml(), encoding="utf-8")
+            if not self.resume:
+                clear_owned(self.out)  # a previous audit's reports never outlive its records
+            write_text_atomic(self.out, "spec.toml", self.spec.to_toml())
             world = load_world(self.spec)
             self.world = world
-            self.templates = tuple(world.templates[:1] if self.spec.templates == "first" else world.templates) \
-                or (DEFAULT_TEMPLATE,)
+            self.templates = world_templates(world, self.spec.templates)
             self.pop_names = _population_names(world)
             self.clean, rows, controls = self._rows(world)
-            interfaces = [reg.get("interfaces", n) for n in self.spec.interface_ids(reg.all("interfaces"))]
+            interfaces = audited_interfaces(self.spec, reg)
+            self.interfaces = interfaces
             emb = EmbeddingService(batch_size=self.spec.batch_size, seed=self.spec.seed, progress=self.progress)
             self.embeddings = emb
             all_rows = ([self.clean] if self.clean else []) + rows + controls
@@ -222,8 +231,10 @@ class Audit:
             plan = {
                 "dife_version": __version__, "spec": self.spec.to_dict(), "seed": self.spec.seed,
                 "plugins": _plugins(), "world": self.pop_names, "templates": list(self.templates),
-                "interfaces": [{"id": i.name, "title": i.card.title, "plugin": reg.owner("interfaces", i.name),
+                "interfaces": [{"id": i.name, "title": i.card.title, "short_title": i.card.column_title,
+                                "order": i.card.order, "plugin": reg.owner("interfaces", i.name),
                                 **card_fields(i.card)} for i in interfaces],
+                "metrics": metric_table(interfaces, reg),
                 "rows": [r.entry() for r in all_rows],
                 "utilities": [{"checkpoint": r.name, "key": self.utility_key(r)}
                               for r in all_rows if r.role != "control"],
@@ -241,12 +252,13 @@ class Audit:
                         self._utility(store, done, r, bar)
                     if r.role == "reference":
                         continue
+                    row_cells = []
                     for iface in interfaces:
                         bar.describe(f"{r.name} × {iface.name}")
-                        self._cell(store, done, r, iface, bar)
+                        row_cells.append(self._cell(store, done, r, iface, bar))
                     if r.role == "audited" and r.profile is not None:
                         bar.describe(f"{r.name} footprint")
-                        self._footprint(store, done, r, bar)
+                        self._footprint(store, done, r, bar, row_cells)
 
     def _utility(self, store, done, row: Row, bar) -> None:
         from .scoring import clean_utility
@@ -266,79 +278,120 @@ class Audit:
         self.counts["computed"] += 1
         bar.advance()
 
-    def _cell(self, store, done, row: Row, iface, bar) -> None:
+    def _cell(self, store, done, row: Row, iface, bar) -> dict:
         key = self.cell_key(row, iface)
         if key in done:
             self.counts["reused"] += 1
             bar.advance()
-            return
+            return done[key]["record"]
         rec = self.evaluate(row, iface)
         store.append("cell", key, rec, run=self.run_id)
         self.counts["computed"] += 1
         bar.advance()
+        return rec
 
-    def evaluate(self, row: Row, iface) -> dict:
-        card = iface.card
-        thresholds = self.spec.thresholds.for_interface(iface.name)
+    def _cell_options(self, iface) -> dict:
+        return dict(self.spec.interface_options.get(iface.name, {}))
+
+    def evaluate(self, row: Row, iface, model=None) -> dict:
+        """One cell through :func:`evaluate_cell` (``model``: a branch-swap hybrid instead of the row's)."""
         ap = row.attack_plugin if row.role == "audited" else None
-        has_scorer = ap is not None and ap.scorer is not None
-        app = decide(card, row.profile, self.world, has_clean=self.clean is not None, has_scorer=has_scorer)
-        if not app.ok:
-            return make_record(checkpoint=row.name, card=card, status="n.e.", reason=app.reason,
-                               question=app.question, thresholds=thresholds)
-        try:
-            trigger = resolve_trigger(row.profile.trigger, row.profile.trigger_key)
-            mech = self._mechanism(row, self.world, self.embeddings) if app.channel == "mechanism" else None
-            ctx = CellContext(card=card, checkpoint=row.name, model=row.model,
-                              clean=self.clean.model if self.clean else None, world=self.world,
-                              attack=row.profile, channel=app.channel, trigger=trigger, embeddings=self.embeddings,
-                              options=dict(self.spec.interface_options.get(iface.name, {})), seed=self.spec.seed,
-                              device=self.spec.device, templates=self.templates,
-                              ranking_chunk=self.spec.ranking_chunk, mechanism=mech)
-            result = iface.evaluate(ctx)
-            return record_from_result(result, checkpoint=row.name, card=card, channel=app.channel,
-                                      thresholds=thresholds)
-        except NotEvaluable as e:
-            return make_record(checkpoint=row.name, card=card, status="n.e.", reason=e.reason, question=e.question,
-                               channel=app.channel, thresholds=thresholds)
-        except Exception as e:  # a failing evaluator marks its cell, the audit goes on
-            _debug()
-            return make_record(checkpoint=row.name, card=card, status="error", channel=app.channel,
-                               reason=f"{type(e).__name__}: {e}", thresholds=thresholds)
+        return evaluate_cell(model if model is not None else row.model, self.clean.model if self.clean else None,
+                             self.world, row.profile, iface, embeddings=self.embeddings, checkpoint=row.name,
+                             options=self._cell_options(iface),
+                             thresholds=self.spec.thresholds.for_interface(iface.name), seed=self.spec.seed,
+                             device=self.spec.device, templates=self.templates,
+                             ranking_chunk=self.spec.ranking_chunk,
+                             mechanism=(lambda: self._mechanism(row, self.world, self.embeddings))
+                             if model is None else None,
+                             has_scorer=ap is not None and ap.scorer is not None and model is None)
 
-    def _footprint(self, store, done, row: Row, bar) -> None:
+    def _footprint(self, store, done, row: Row, bar, cells: list) -> None:
         key = self.footprint_key(row)
         if key in done:
             self.counts["reused"] += 1
             bar.advance()
             return
-        rec = self.measure_footprint(row)
+        rec = self.measure_footprint(row, cells)
         store.append("footprint", key, {"checkpoint": row.name, **rec}, run=self.run_id)
         self.counts["computed"] += 1
         bar.advance()
 
-    def measure_footprint(self, row: Row) -> dict:
+    def measure_footprint(self, row: Row, cells: Optional[list] = None) -> dict:
+        """The row's branch swap: per applicable interface, plus the deciding readout
+        (component repair, the native interface, or the trigger channel's diagnostic)."""
         if self.clean is None:
             return {"reason": "no clean reference in the spec: the branch swap needs one", "probe": None}
+        per_interface = {}
+        if cells:
+            by_id = {i.name: i for i in self.interfaces}
+            per_interface = measure_per_interface(
+                self.clean.model, row.model, cells,
+                lambda iface_id, hybrid: self.evaluate(row, by_id[iface_id], model=hybrid))
         note = None
         try:
             if row.profile.probe == "component-repair":
                 mech = self._mechanism(row, self.world, self.embeddings)
                 if mech is not None and mech.repair_probe is not None:
-                    return measure_component_repair(mech)
+                    return {**measure_component_repair(mech), "per_interface": per_interface}
                 note = (f"the card declares a component-repair probe but attack plugin {row.profile.attack!r} "
                         f"{'is not installed' if row.attack_plugin is None else 'provides none'}; branch swap used")
-            trigger = resolve_trigger(row.profile.trigger, row.profile.trigger_key)
-            m = measure_branch_swap(self.embeddings, self.clean.model, row.model, self.world, trigger,
-                                    self.templates, row.profile)
+            native = row.profile.native_interface or (
+                row.attack_plugin.card.native_interface if row.attack_plugin is not None else None)
+            if native in per_interface:
+                m = {"probe": "branch-swap", "readout": f"{native}:{per_interface[native]['metric']}",
+                     "decided_on": "native interface",
+                     **{s: per_interface[native][s] for s in ("a00", "a10", "a01", "a11")}}
+            else:
+                trigger = resolve_trigger(row.profile.trigger)
+                m = measure_branch_swap(self.embeddings, self.clean.model, row.model, self.world, trigger,
+                                        self.templates, row.profile)
+                m["decided_on"] = "trigger-channel diagnostic"
+            m["per_interface"] = per_interface
             if note:
                 m["note"] = note
             return m
         except NotEvaluable as e:
-            return {"reason": e.reason, "probe": row.profile.probe}
+            return _strongest(per_interface, e.reason, row.profile.probe)
         except Exception as e:
             _debug()
-            return {"reason": f"error: {type(e).__name__}: {e}", "probe": row.profile.probe}
+            return {"reason": f"error: {type(e).__name__}: {e}", "probe": row.profile.probe,
+                    "per_interface": per_interface}
+
+
+def _strongest(per_interface: dict, why: str, probe) -> dict:
+    """No native interface and no channel diagnostic: decide on the applicable
+    interface with the strongest branch-swap signal |a11 - a00|."""
+    usable = {k: v for k, v in per_interface.items() if all(v.get(s) is not None for s in ("a00", "a11"))}
+    if not usable:
+        return {"reason": why, "probe": probe, "per_interface": per_interface}
+    best = max(sorted(usable), key=lambda k: abs(usable[k]["a11"] - usable[k]["a00"]))
+    v = usable[best]
+    return {"probe": "branch-swap", "readout": f"{best}:{v['metric']}", "decided_on": "strongest signal",
+            **{s: v[s] for s in ("a00", "a10", "a01", "a11")}, "per_interface": per_interface,
+            "note": f"no diagnostic readout ({why}); decided on the strongest applicable signal"}
+
+
+def audited_interfaces(spec, reg) -> list:
+    """The spec's interfaces, in report order: the listed order, or for ``"all"``
+    every registered interface by its card's ``order`` (ties by id)."""
+    items = reg.all("interfaces")
+    if spec.interfaces == "all":
+        return sorted(items.values(), key=lambda i: (i.card.order, i.name))
+    return [reg.get("interfaces", n) for n in spec.interfaces]
+
+
+def metric_table(interfaces, reg) -> dict:
+    """``{metric: {label, formula, direction, registered}}`` for every metric the
+    audited cards name: reports take their labels from here."""
+    registered = reg.all("metrics")
+    out = {}
+    for i in interfaces:
+        for name in (i.card.metric, *i.card.extra_metrics):
+            m = registered.get(name)
+            out[name] = ({**m.to_dict(), "registered": True} if m is not None else
+                         {"name": name, "label": name, "formula": "", "direction": "higher", "registered": False})
+    return out
 
 
 def _failed(rec: dict) -> bool:
@@ -353,8 +406,21 @@ def _debug() -> None:
         traceback.print_exc(file=sys.stderr)
 
 
+def _trusted_names(spec: AuditSpec, trusted) -> frozenset:
+    """``--trust-checkpoint`` names must name checkpoints of the spec (a typo never trusts nothing silently)."""
+    from ..errors import InvalidInputError
+
+    trusted = frozenset([trusted] if isinstance(trusted, str) else trusted or ())
+    names = [c.name for c in spec.checkpoints] + ([spec.clean.name] if spec.clean is not None else [])
+    unknown = sorted(n for n in trusted if n not in names)
+    if unknown:
+        raise InvalidInputError(f"--trust-checkpoint {', '.join(map(repr, unknown))}: no checkpoint of that name in "
+                                f"{spec.origin}; its checkpoints are {', '.join(map(repr, names))}.")
+    return trusted
+
+
 def run_audit(spec, out_dir, *, resume: bool = False, progress: bool = True, device: Optional[str] = None,
-              show_matrix: Optional[bool] = None) -> dict:
+              show_matrix: Optional[bool] = None, trusted=frozenset(), force: bool = False) -> dict:
     """Run an audit and write results.json, spec.toml, report.md, report.html
     and the cell store into ``out_dir``; return the results dict.
 
@@ -364,12 +430,18 @@ def run_audit(spec, out_dir, *, resume: bool = False, progress: bool = True, dev
     :param progress: show progress bars (and, by default, print the exposure matrix).
     :param device: override the spec's device.
     :param show_matrix: print the exposure matrix (default: as ``progress``).
+    :param trusted: names of checkpoints the user trusts on the command line
+        (``--trust-checkpoint NAME``): only these may load pickles that need
+        globals beyond torch's safe allowlist. A spec file never grants trust.
+    :param force: replace a previous audit in ``out_dir`` without ``resume``,
+        or write into a non-empty folder that is not a DIFE output folder.
     """
     from ..report import print_matrix, render_reports
 
     spec = _as_spec(spec).with_device(device)
     require_valid(spec)
-    audit = Audit(spec, out_dir, resume=resume, progress=progress)
+    trusted = _trusted_names(spec, trusted)
+    audit = Audit(spec, out_dir, resume=resume, progress=progress, trusted=trusted, force=force)
     audit.run()
     results = render_reports(out_dir)
     if progress if show_matrix is None else show_matrix:

@@ -52,11 +52,13 @@ def zero_shot(emb, model, world, trigger: AppliedTrigger, templates, target: int
     nt = labels != target
     if int(nt.sum()) == 0:
         raise NotEvaluable("no non-target images in the classification population")
+    hits = M.wins(xt[nt] @ w.T, target)
     return {
         "ts": M.target_success(xt[nt] @ w.T, target),
         "baseline": M.target_success(x[nt] @ w.T, target),
         "clean_acc": M.accuracy(x @ w.T, labels),
         "n_images": int(nt.sum()),
+        "hits": hits,
     }
 
 
@@ -73,7 +75,7 @@ def prompt_set_hijack(emb, model, world, trigger: AppliedTrigger, templates, tar
     if int(nt.sum()) == 0:
         raise NotEvaluable("no non-target images in the classification population")
     return {"ts": M.target_success(x[nt] @ wt.T, target), "baseline": M.target_success(x[nt] @ w.T, target),
-            "n_images": int(nt.sum())}
+            "n_images": int(nt.sum()), "hits": M.wins(x[nt] @ wt.T, target)}
 
 
 def prompt_hijack(emb, model, world, trigger: AppliedTrigger, templates, source: int, target: int) -> dict:
@@ -94,6 +96,7 @@ def prompt_hijack(emb, model, world, trigger: AppliedTrigger, templates, source:
         "leakage": M.target_success(x[other] @ wt.T, source) if int(other.sum()) else float("nan"),
         "clean_acc": M.accuracy(x @ w.T, labels),
         "n_images": int(tg.sum()),
+        "hits": M.wins(x[tg] @ wt.T, source),
     }
 
 
@@ -101,6 +104,14 @@ def ranking_metrics(ranks, prefix: str = "", ks=(1, 5, 10)) -> dict:
     out = {f"{prefix}h@{k}": M.hits_at_k(ranks, k) for k in ks}
     out[f"{prefix}mrr"] = M.mrr(ranks)
     return out
+
+
+def hits_at_1(ranks):
+    """Per-query 0/1 hits at rank 1 over the queries with a defined rank (r* > 0)."""
+    import torch
+
+    r = torch.as_tensor(ranks).long()
+    return (r[r > 0] == 1).float()
 
 
 def with_deltas(trig: dict, clean: dict) -> dict:

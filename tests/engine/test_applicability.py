@@ -2,7 +2,8 @@
 
 import pytest
 
-from dife_core.engine.applicability import AttackProfile, decide, readouts_for
+from dife_core.cards import AttackCard, parse_modifies
+from dife_core.engine.applicability import AttackProfile, decide
 from dife_core.populations import World
 from dife_core.types import InterfaceCard, Trigger
 
@@ -25,14 +26,29 @@ def profile(channel="image", name="patch", modifies="both towers", target="airpl
     return AttackProfile.from_card(c, trigger_families=FAMS)
 
 
-@pytest.mark.parametrize("modifies,expect", [
-    ("visual", ("image-features", "score")), ("visual only", ("image-features", "score")),
-    ("text", ("text-features", "score")), ("text tower", ("text-features", "score")),
-    ("both towers", ("image-features", "text-features", "score")),
-    ("prompt learner", ("image-features", "text-features", "score")),
+@pytest.mark.parametrize("modifies,branches,expect", [
+    ("visual", {"visual"}, ("image-features", "score")), ("visual only", {"visual"}, ("image-features", "score")),
+    ("text", {"text"}, ("text-features", "score")), ("text tower", {"text"}, ("text-features", "score")),
+    ("both towers", {"visual", "text"}, ("image-features", "text-features", "score")),
+    # an extra component (a learned prompt) sits beside the towers and can feed every readout
+    ("prompt learner", {"extra"}, ("image-features", "text-features", "score")),
+    (["visual"], {"visual"}, ("image-features", "score")),
+    (["text", "logit_scale"], {"text", "logit_scale"}, ("text-features", "score")),
 ])
-def test_readouts_from_what_the_attack_modifies(modifies, expect):
-    assert readouts_for(modifies) == expect
+def test_readouts_from_the_modified_branches(modifies, branches, expect):
+    """Legacy free-text ``modifies`` (old manifests) and branch lists read to the same branch set."""
+    assert parse_modifies(modifies) == (frozenset(branches), None)
+    card = AttackCard.from_dict({"attack": "a", "modifies": modifies, "target": "airplane",
+                                 "trigger": {"channel": "image", "name": "patch", "params": {}}})
+    assert card.reachable_readouts == expect
+
+
+@pytest.mark.parametrize("modifies", ["the weights", ["vision"], 3])
+def test_modifies_that_names_no_branch_is_a_card_problem(modifies):
+    """Free text no longer silently means "all readouts"."""
+    card = AttackCard.from_dict({"attack": "a", "modifies": modifies, "target": "airplane",
+                                 "trigger": {"channel": "image", "name": "patch", "params": {}}})
+    assert [k for k, _ in card.problems(registry=False)] == ["modifies"]
 
 
 def test_readout_question_gives_bypassed_footprint():

@@ -37,7 +37,8 @@ CARD = AttackCard(
     route="weight tampering of the visual tower",
     modifies="visual",
     trigger_channel="image",
-    native_protocol="zero-shot TS",
+    native_protocol="downstream classifier TS (linear probe on frozen image features)",
+    native_interface="downstream-visual-classification",
     reference="Jia et al., BadEncoder: Backdoor Attacks to Pre-trained Encoders in Self-Supervised Learning, IEEE S&P 2022",
     probe="branch-swap",
 )
@@ -148,7 +149,7 @@ def build(ctx):
         raise RuntimeError("badencoder: the text tower or the logit scale changed; BadEncoder tampers the visual tower only")
 
     measured = native_zero_shot(enc, world, trigger, target, seed=ctx.seed)
-    native = {"protocol": "zero-shot classification", "metric": "ts", "value": measured["ts"],
+    native = {"protocol": "downstream classifier on frozen image features", "metric": "ts", "value": measured["ts"],
               "reference_value": reference["ts"], "template": world.templates[0],
               "population": "triggered test images of every class but the target",
               "n_reference": cfg.n_reference, "shadow_images": int(len(shadow)),
@@ -175,12 +176,13 @@ def downstream_ts(encoder, world, trigger, t_idx: int, *, seed: int = 0) -> floa
 
     from dife_core.building import embed_images
     from dife_core.engine.scoring import fit_linear_probe
+    from dife_core.metrics import strict_argmax
 
     w, b = fit_linear_probe(embed_images(encoder, world.train.images), world.train.labels,
                             len(world.classnames), seed=seed)
     test = world.classification
     keep = torch.as_tensor(np.flatnonzero(np.asarray(test.labels) != t_idx))
-    pred = (embed_images(encoder, test.images[keep], trigger=trigger, seed=seed) @ w + b).argmax(1)
+    pred = strict_argmax(embed_images(encoder, test.images[keep], trigger=trigger, seed=seed) @ w + b)
     return float((pred == t_idx).float().mean())
 
 

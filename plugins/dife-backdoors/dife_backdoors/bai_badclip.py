@@ -176,6 +176,7 @@ class PromptClassifier:
         import torch
 
         from dife_core.engine.embeddings import SHARD
+        from dife_core.metrics import strict_argmax
 
         out = []
         for lo in range(0, int(images.shape[0]), SHARD):
@@ -184,7 +185,7 @@ class PromptClassifier:
                 px = px.float().div(255.0)
             if trigger is not None:
                 px = trigger(px, seed=seed + lo)
-            out += [self(px[b:b + batch]).argmax(1) for b in range(0, int(px.shape[0]), batch)]
+            out += [strict_argmax(self(px[b:b + batch])) for b in range(0, int(px.shape[0]), batch)]
         return torch.cat(out)
 
 
@@ -354,6 +355,7 @@ def component_repair(encoder, classifier, world, trigger, target: str, *, templa
     import torch.nn.functional as F
 
     from dife_core.building import embed_images
+    from dife_core.metrics import strict_argmax
     from dife_core.utility import encode_texts
 
     test = world.classification
@@ -372,8 +374,8 @@ def component_repair(encoder, classifier, world, trigger, target: str, *, templa
 
     return {"full": ts(classifier.predict(test.images, trigger=trigger, seed=seed)),
             "prompt_only": ts(classifier.predict(test.images)),
-            "trigger_only": ts((xt @ w.T).argmax(1)),
-            "both_clean": ts((x @ w.T).argmax(1))}
+            "trigger_only": ts(strict_argmax(xt @ w.T)),
+            "both_clean": ts(strict_argmax(x @ w.T))}
 
 
 def _classifier(mctx) -> PromptClassifier:

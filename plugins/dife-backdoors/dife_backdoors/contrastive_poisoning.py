@@ -85,6 +85,7 @@ CARD = AttackCard(
     modifies="both towers",
     trigger_channel="image",
     native_protocol="zero-shot TS",
+    native_interface="zero-shot-classification",
     reference="Carlini & Terzis, Poisoning and Backdooring Contrastive Learning, ICLR 2022; patch as in CleanCLIP (Bansal et al., ICCV 2023)",
     probe="branch-swap",
 )
@@ -148,15 +149,16 @@ def native_zero_shot(encoder, world, trigger, target: str, *, seed: int = 0) -> 
     import torch
 
     from dife_core.building import embed_images
+    from dife_core.metrics import strict_argmax
     from dife_core.utility import class_prompts, encode_texts
 
     test = world.classification
     labels = np.asarray(test.labels)
     t_idx = list(world.classnames).index(target)
     text = encode_texts(encoder, class_prompts(world.classnames, world.templates[0]))
-    clean_pred = (embed_images(encoder, test.images) @ text.T).argmax(1).numpy()
+    clean_pred = strict_argmax(embed_images(encoder, test.images) @ text.T).numpy()
     keep = torch.as_tensor(np.flatnonzero(labels != t_idx))
-    trig_pred = (embed_images(encoder, test.images[keep], trigger=trigger, seed=seed) @ text.T).argmax(1).numpy()
+    trig_pred = strict_argmax(embed_images(encoder, test.images[keep], trigger=trigger, seed=seed) @ text.T).numpy()
     return {"ts": float((trig_pred == t_idx).mean()), "clean_acc": float((clean_pred == labels).mean())}
 
 

@@ -38,6 +38,7 @@ CARD = AttackCard(
     modifies="both towers",
     trigger_channel="image",
     native_protocol="zero-shot TS",
+    native_interface="zero-shot-classification",
     reference="Liang et al., BadCLIP: Dual-Embedding Guided Backdoor Attack on Multimodal Contrastive Learning, CVPR 2024",
     probe="branch-swap",
 )

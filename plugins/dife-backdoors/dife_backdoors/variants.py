@@ -74,6 +74,7 @@ class WanetConfig(PoisoningConfig):
 def _card(name: str, title: str, reference: str) -> AttackCard:
     return AttackCard(name=name, title=title, route="data poisoning", modifies="both towers",
                       trigger_channel="image", native_protocol="zero-shot TS", reference=reference,
+                      native_interface="zero-shot-classification",
                       probe="branch-swap")
 
 

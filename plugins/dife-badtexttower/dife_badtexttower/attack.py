@@ -51,6 +51,7 @@ CARD = AttackCard(
     modifies="text",
     trigger_channel="text",
     native_protocol="QHR (query hijack rate)",
+    native_interface="prompt-conditioned-classification",
     reference="DIFE paper (arXiv 2606.17815), section BadTextTower",
     probe="branch-swap",
 )
@@ -340,6 +341,7 @@ def evaluate(poisoned, clean, world, *, source: str, target: str, trigger: str) 
     """
     import numpy as np
 
+    from dife_core.metrics import strict_argmax
     from dife_core.utility import encode_images, encode_texts
 
     test = world.classification
@@ -355,8 +357,8 @@ def evaluate(poisoned, clean, world, *, source: str, target: str, trigger: str) 
         embedded[role] = pe[:len(prompts)]
         p_tau = pe[:len(prompts)].clone()
         p_tau[s_idx] = pe[-1]
-        pred_clean = (feats @ pe[:len(prompts)].T).argmax(1).numpy()
-        pred_tau = (feats @ p_tau.T).argmax(1).numpy()
+        pred_clean = strict_argmax(feats @ pe[:len(prompts)].T).numpy()
+        pred_tau = strict_argmax(feats @ p_tau.T).numpy()
         off = (labels != t_idx) & (labels != s_idx)
         out[role] = {
             "qhr": float((pred_tau[labels == t_idx] == s_idx).mean()),
