@@ -21,6 +21,8 @@ from typing import Optional
 from .errors import InvalidInputError, NotFoundError
 
 FORMAT = "dife-checkpoint/1"
+#: weight dtypes a manifest may name
+DTYPES = ("float32", "float16", "bfloat16", "float64")
 MANIFEST = "dife.json"
 WEIGHTS = "model.safetensors"
 ARTIFACTS = "artifacts.safetensors"
@@ -92,25 +94,37 @@ def is_checkpoint(path) -> bool:
 
 def read_manifest(path) -> dict:
     """The validated manifest of a DIFE checkpoint folder."""
+    from .untrusted import asset_path, check_preprocess, inside, load_json
+
     p = Path(path) / MANIFEST
     if not p.is_file():
         raise NotFoundError(f"{path} is not a DIFE checkpoint folder (no {MANIFEST}).")
-    try:
-        m = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise InvalidInputError(f"{p}: manifest is not valid JSON ({e}).") from e
-    if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise InvalidInputError(f"{p}: unknown checkpoint format {m.get('format') if isinstance(m, dict) else m!r}; expected {FORMAT}.")
+    inside(path, p, str(p), MANIFEST)  # a symlinked manifest may not point outside the folder
+    m = load_json(p, "manifest")
+    if m.get("format") != FORMAT:
+        raise InvalidInputError(f"{p}: key format: unknown checkpoint format {str(m.get('format'))[:60]!r}; expected {FORMAT}.")
     missing = [k for k in REQUIRED_KEYS if k not in m]
     if missing:
         raise InvalidInputError(f"{p}: manifest lacks {', '.join(missing)}.")
-    if not isinstance(m["loader"], str) or not isinstance(m["architecture"], dict) or not isinstance(m["preprocess"], dict):
-        raise InvalidInputError(f"{p}: manifest 'loader' must be a string, 'architecture' and 'preprocess' objects.")
+    types = {"loader": str, "architecture": dict, "preprocess": dict, "name": str, "dtype": str, "dife_version": str,
+             "fingerprint": dict, "extra": dict, "assets": dict}
+    for key, typ in types.items():
+        if m.get(key) is not None and not isinstance(m[key], typ):
+            raise InvalidInputError(f"{p}: key {key} must be {'a string' if typ is str else 'an object'}, "
+                                    f"got {type(m[key]).__name__}.")
+    for key in ("loader", "name", "dtype", "dife_version"):
+        if isinstance(m.get(key), str) and len(m[key]) > 256:
+            raise InvalidInputError(f"{p}: key {key} is longer than 256 characters.")
+    if m.get("dtype") is not None and m["dtype"] not in DTYPES:
+        raise InvalidInputError(f"{p}: key dtype {m['dtype']!r} is not one of {', '.join(DTYPES)}.")
+    for b, v in (m.get("fingerprint") or {}).items():
+        if not isinstance(v, str) or len(v) > 128:
+            raise InvalidInputError(f"{p}: key fingerprint.{b} must be a short string.")
     if m.get("attack") is not None and not isinstance(m["attack"], dict):
         raise InvalidInputError(f"{p}: manifest 'attack' must be an object (the attack card) or null.")
-    assets = m.get("assets") or {}
-    if not isinstance(assets, dict) or not all(isinstance(v, str) and Path(v).name == v for v in assets.values()):
-        raise InvalidInputError(f"{p}: manifest 'assets' must map names to plain folder names inside the checkpoint.")
+    check_preprocess(m["preprocess"], str(p))
+    for k, v in (m.get("assets") or {}).items():
+        asset_path(path, v, str(p), f"assets.{k}")
     return m
 
 
@@ -123,19 +137,22 @@ def load_checkpoint(path, *, trust: bool = False, device: str = "cpu", verify: b
     """
     from .plugins import get_registry
     from .safeload import validate_safetensors
+    from .untrusted import inside
 
     manifest = read_manifest(path)
     weights = Path(path) / WEIGHTS
     if not weights.is_file():
         raise NotFoundError(f"{path}: DIFE checkpoint has no {WEIGHTS}.")
+    inside(path, weights, str(weights), WEIGHTS)
     validate_safetensors(weights)
     loader = get_registry().get("model_loaders", manifest["loader"])
     if loader.from_manifest is None:
         raise InvalidInputError(f"loader {loader.name!r} cannot rebuild DIFE checkpoints.")
     try:
         enc = loader.from_manifest(manifest, weights, trust=trust, device=device)
-    except (KeyError, TypeError, ValueError) as e:
-        raise InvalidInputError(f"{path}: manifest architecture does not build a {loader.name} model ({type(e).__name__}: {e}).") from e
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as e:
+        raise InvalidInputError(f"{path}: manifest architecture does not build a {loader.name} model "
+                                f"({type(e).__name__}: {str(e)[:200]}).") from None
     enc.name = manifest.get("name", enc.name)
     enc.manifest = manifest
     enc.source = str(path)
@@ -154,6 +171,10 @@ def load_checkpoint(path, *, trust: bool = False, device: str = "cpu", verify: b
 def load_artifacts(path, *, device: str = "cpu") -> dict:
     """The attack artifacts of a checkpoint folder (``{}`` when there are none)."""
     from .safeload import load_safetensors
+    from .untrusted import inside
 
     p = Path(path) / ARTIFACTS
-    return load_safetensors(p, device=device) if p.is_file() else {}
+    if not p.is_file():
+        return {}
+    inside(path, p, str(p), ARTIFACTS)
+    return load_safetensors(p, device=device)

@@ -2,8 +2,9 @@
 
 * a DIFE checkpoint folder (``dife.json`` + ``model.safetensors``) loads
   through the loader its manifest names -- no pickle involved;
-* otherwise the named loader loads it, or, for ``loader="auto"``, the first
-  registered loader whose ``sniff(source)`` accepts it.
+* otherwise the named loader loads it, or, for ``loader="auto"``, the
+  loader whose ``sniff(source)`` accepts it with the highest ``priority``
+  (a tie at the top is an InvalidInputError naming the candidates).
 
 Model hubs are consulted in cache-only mode (:func:`offline_hub`): DIFE never
 downloads weights.
@@ -41,7 +42,8 @@ def offline_hub():
 
 
 def sniff_loaders(source: str) -> list:
-    """Names of the registered loaders whose ``sniff`` accepts ``source``, in registry order."""
+    """Names of the registered loaders whose ``sniff`` accepts ``source``, highest
+    ``priority`` first (ties in name order)."""
     from .plugins import get_registry
 
     hits = []
@@ -54,7 +56,29 @@ def sniff_loaders(source: str) -> list:
             ok = False
         if ok:
             hits.append(name)
-    return hits
+    loaders = get_registry().all("model_loaders")
+    return sorted(hits, key=lambda n: (-_priority(loaders[n]), n))
+
+
+def _priority(ld) -> int:
+    p = getattr(ld, "priority", 0)
+    return p if type(p) is int else 0
+
+
+def pick_loader(source: str, hits: list) -> str:
+    """The loader ``auto`` uses among ``hits`` (from :func:`sniff_loaders`):
+    the one with the highest priority; a tie at the top is refused, naming
+    the candidates, so the choice never depends on plugin load order."""
+    from .plugins import get_registry
+
+    loaders = get_registry().all("model_loaders")
+    top = _priority(loaders[hits[0]])
+    tied = [n for n in hits if _priority(loaders[n]) == top]
+    if len(tied) > 1:
+        raise InvalidInputError(
+            f"{source}: loaders {', '.join(tied)} all recognise this source with the same priority ({top}); "
+            f"name one with --loader NAME (loader=NAME).")
+    return hits[0]
 
 
 def load_model(source: str, *, loader: str = "auto", trust: bool = False, device: str = "cpu",
@@ -98,7 +122,7 @@ def load_model(source: str, *, loader: str = "auto", trust: bool = False, device
                     f"no model loader recognises {source!r}" + ("" if exists else " (it is not an existing file or folder either)")
                     + f"; pass loader=NAME (--loader NAME); {available(loaders)}.",
                     hint="Loader descriptions: " + "; ".join(f"{k}: {v.description}" for k, v in sorted(loaders.items())))
-            loader = hits[0]
+            loader = pick_loader(source, hits)
         ld = reg.get("model_loaders", loader)
         enc = ld.load(source, trust=trust, device=device, **options)
     if name:
@@ -117,4 +141,4 @@ def _check_device(device) -> None:
         raise InvalidInputError(f"unknown device {dev!r}; use cpu, cuda or cuda:N.")
 
 
-__all__ = ["load_model", "offline_hub", "sniff_loaders", "ArchitectureUnknownError", "DifeError"]
+__all__ = ["load_model", "offline_hub", "sniff_loaders", "pick_loader", "ArchitectureUnknownError", "DifeError"]

@@ -20,9 +20,28 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-
 _INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 _RESIZE_MODES = ("shortest", "squash")
+
+
+def _three_finite(positive: bool):
+    def check(inst, attr, value):
+        import math
+
+        if len(value) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                                      for x in value):
+            raise ValueError(f"preprocess {attr.name} must be three finite numbers, got {list(value)[:4]!r}")
+        if positive and not all(x > 0 for x in value):
+            raise ValueError(f"preprocess {attr.name} must be positive (a zero std divides pixels by zero), "
+                             f"got {list(value)!r}")
+    return check
+
+
+def _image_size(inst, attr, value):
+    from .untrusted import limit
+
+    if not 1 <= value <= limit("image_size"):
+        raise ValueError(f"preprocess image_size must be 1..{limit('image_size')}, got {value}")
 
 
 @attrs.frozen
@@ -34,9 +53,9 @@ class Preprocess:
     resizes both sides to ``image_size`` (SigLIP).
     """
 
-    image_size: int = attrs.field(converter=int)
-    mean: tuple = attrs.field(converter=tuple, default=(0.48145466, 0.4578275, 0.40821073))
-    std: tuple = attrs.field(converter=tuple, default=(0.26862954, 0.26130258, 0.27577711))
+    image_size: int = attrs.field(converter=int, validator=_image_size)
+    mean: tuple = attrs.field(converter=tuple, default=(0.48145466, 0.4578275, 0.40821073), validator=_three_finite(False))
+    std: tuple = attrs.field(converter=tuple, default=(0.26862954, 0.26130258, 0.27577711), validator=_three_finite(True))
     interpolation: str = attrs.field(default="bicubic", validator=attrs.validators.in_(_INTERPOLATIONS))
     resize_mode: str = attrs.field(default="shortest", validator=attrs.validators.in_(_RESIZE_MODES))
 
@@ -46,6 +65,8 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocess":
+        if not isinstance(d, dict):
+            raise ValueError(f"preprocess must be an object, got {type(d).__name__}")
         known = {a.name for a in attrs.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

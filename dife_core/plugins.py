@@ -61,7 +61,20 @@ def _strict() -> bool:
 
 
 def _warn(msg: str) -> None:
-    print(f"dife: warning: {msg}", file=sys.stderr)
+    try:
+        from .safetext import terminal
+    except Exception:  # noqa: BLE001 -- warnings must never fail
+        terminal = ascii
+    print(f"dife: warning: {terminal(msg)}", file=sys.stderr)
+
+
+def _text(e: BaseException) -> str:
+    """An exception's message, cut short (a plugin's text is not ours to print whole)."""
+    try:
+        t = " ".join(str(e).split())
+    except Exception:  # noqa: BLE001 -- a hostile __str__
+        return "(no message)"
+    return t if len(t) <= 300 else t[:300] + "..."
 
 
 class Registry:
@@ -111,10 +124,14 @@ class Registry:
             info = PluginInfo(name=dname, version=version)
             try:
                 obj = ep.load()
-            except Exception as e:  # a broken plugin must not break dife
+            except KeyboardInterrupt:
+                raise
+            except BaseException as e:  # noqa: B036 -- a broken plugin must not break dife, even SystemExit
                 if _strict():
-                    raise
-                info.error = f"{type(e).__name__}: {e}"
+                    if isinstance(e, Exception):
+                        raise
+                    raise PluginError(f"plugin {dname} raised {type(e).__name__} at import") from e
+                info.error = f"{type(e).__name__}: {_text(e)}"
                 self.infos[info.name] = info
                 _warn(f"plugin {dname} {version or ''} failed to load: {info.error}")
                 continue
@@ -184,10 +201,14 @@ class Registry:
 
                 try:
                     impl.function(register)
-                except Exception as e:
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as e:  # noqa: B036 -- SystemExit in a hook is a broken plugin too
                     if _strict() or (info is not None and info.builtin):
-                        raise
-                    msg = f"{type(e).__name__} in {hookname}: {e}"
+                        if isinstance(e, Exception):
+                            raise
+                        raise PluginError(f"plugin {pname} raised {type(e).__name__} in {hookname}") from e
+                    msg = f"{type(e).__name__} in {hookname}: {_text(e)}"
                     if info is not None:
                         info.error = msg
                     _warn(f"plugin {pname}: {msg}")

@@ -21,6 +21,8 @@ Every format problem becomes :class:`~dife_core.errors.InvalidInputError`
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import math
 import pickletools
@@ -35,6 +37,7 @@ from typing import Optional
 import attrs
 
 from .errors import InvalidInputError, NotFoundError, UnsafeCheckpointError
+from .untrusted import limit
 
 #: The safetensors library refuses headers above 100 MB; so do we.
 MAX_HEADER_BYTES = 100_000_000
@@ -111,9 +114,11 @@ def validate_safetensors(path) -> SafetensorsHeader:
         raise InvalidInputError(f"{where}: not a safetensors file (only {size} bytes; the 8-byte header length is missing).")
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
-        if n > MAX_HEADER_BYTES:
+        cap = min(MAX_HEADER_BYTES, limit("header_bytes"))
+        if n > cap:
             raise InvalidInputError(
-                f"{where}: safetensors header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit (oversized or corrupt header).")
+                f"{where}: safetensors header length {n} exceeds the {cap}-byte limit (oversized or corrupt header; "
+                f"limit header_bytes).")
         if n > size - 8:
             raise InvalidInputError(
                 f"{where}: safetensors header length {n} runs past the end of the file ({size} bytes); the file is truncated or corrupt.")
@@ -122,6 +127,11 @@ def validate_safetensors(path) -> SafetensorsHeader:
         raw = f.read(n)
     if not raw.startswith(b"{"):
         raise InvalidInputError(f"{where}: safetensors header does not start with '{{' (not JSON).")
+    # count entries before parsing: a million-tensor header costs seconds and GiBs to parse
+    approx = raw.count(b'"data_offsets"')
+    if approx > limit("tensors"):
+        raise InvalidInputError(f"{where}: safetensors header lists about {approx:,} tensors, over the bound "
+                                f"(limit tensors={limit('tensors')}; raise it with --limit tensors=N).")
     try:
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
@@ -133,7 +143,11 @@ def validate_safetensors(path) -> SafetensorsHeader:
     if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         raise InvalidInputError(f"{where}: safetensors '__metadata__' must map strings to strings.")
     infos = []
+    if len(header) > limit("tensors"):
+        raise InvalidInputError(f"{where}: safetensors header lists {len(header):,} tensors, over the bound "
+                                f"(limit tensors={limit('tensors')}).")
     for name, entry in header.items():
+        check_tensor_name(name, where)
         loc = f"{where}: tensor {name!r}"
         if not isinstance(entry, dict):
             raise InvalidInputError(f"{loc}: header entry must be an object with dtype, shape, data_offsets.")
@@ -144,7 +158,9 @@ def validate_safetensors(path) -> SafetensorsHeader:
         if dtype not in SAFETENSORS_DTYPE_BITS:
             raise InvalidInputError(f"{loc}: unknown dtype {dtype!r}; known: {', '.join(sorted(SAFETENSORS_DTYPE_BITS))}.")
         if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-            raise InvalidInputError(f"{loc}: shape must be a list of non-negative integers, got {shape!r}.")
+            raise InvalidInputError(f"{loc}: shape must be a list of non-negative integers, got {str(shape)[:80]}.")
+        if len(shape) > limit("tensor_dims"):
+            raise InvalidInputError(f"{loc}: {len(shape)} dimensions, over the bound (limit tensor_dims={limit('tensor_dims')}).")
         if (not isinstance(offsets, list) or len(offsets) != 2
                 or not all(type(o) is int for o in offsets)):
             raise InvalidInputError(f"{loc}: data_offsets must be two integers, got {offsets!r}.")
@@ -174,15 +190,119 @@ def validate_safetensors(path) -> SafetensorsHeader:
     return SafetensorsHeader(str(path), n, tuple(sorted(infos, key=lambda t: t.begin)), dict(metadata))
 
 
-def load_safetensors(path, *, device: str = "cpu") -> dict:
-    """Validate, then load a safetensors file into ``{name: tensor}``."""
+def check_tensor_name(name, where: str) -> None:
+    """Tensor names are short strings (a 200k-character name is an attack on whatever prints or sorts it)."""
+    if not isinstance(name, str):
+        raise InvalidInputError(f"{where}: tensor name {str(name)[:40]!r} is not a string.")
+    if len(name) > limit("tensor_name_chars"):
+        raise InvalidInputError(f"{where}: a tensor name of {len(name):,} characters ({name[:40]!r}...) is over the bound "
+                                f"(limit tensor_name_chars={limit('tensor_name_chars')}).")
+
+
+def load_safetensors(path, *, device: str = "cpu", check_values: bool = True) -> dict:
+    """Validate, then load a safetensors file into ``{name: tensor}``; non-finite
+    values are refused (see :func:`check_finite`)."""
     validate_safetensors(path)
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path), device=str(device))
+        sd = load_file(str(path), device=str(device))
     except Exception as e:  # the library's own checks, or a dtype torch lacks
         raise InvalidInputError(f"{path}: safetensors could not load the file ({type(e).__name__}: {e}).") from e
+    if check_values:
+        check_finite(sd, str(path))
+    return sd
+
+
+# ---------------------------------------------------------------------------
+# what loaded tensors may be
+# ---------------------------------------------------------------------------
+
+class NonFiniteWeightsError(InvalidInputError):
+    """Weights hold NaN or Inf: every figure computed from them would be meaningless."""
+
+    def __init__(self, message: str, *, where: str = "", tensors: tuple = ()):
+        super().__init__(message)
+        self.where, self.tensors = where, tuple(tensors)
+
+
+_nonfinite_findings = contextvars.ContextVar("dife_nonfinite_findings", default=None)
+
+
+@contextlib.contextmanager
+def collect_nonfinite():
+    """Within this block, non-finite weights are recorded (yielded list of
+    ``{"file", "tensor", "nan", "inf"}``) instead of refused -- for ``dife
+    inspect``, which reports them as a finding."""
+    found: list = []
+    token = _nonfinite_findings.set(found)
+    try:
+        yield found
+    finally:
+        _nonfinite_findings.reset(token)
+
+
+def check_finite(sd: dict, where: str) -> None:
+    """Refuse (or, under :func:`collect_nonfinite`, record) NaN/Inf in floating tensors."""
+    import torch
+
+    bad = []
+    for name, t in sd.items():
+        if not isinstance(t, torch.Tensor) or not (t.is_floating_point() or t.is_complex()) or t.device.type == "meta":
+            continue
+        if not bool(torch.isfinite(t).all()):
+            bad.append((name, int(torch.isnan(t).sum()), int(torch.isinf(t).sum())))
+    if not bad:
+        return
+    sink = _nonfinite_findings.get()
+    if sink is not None:
+        sink.extend({"file": where, "tensor": n, "nan": a, "inf": b} for n, a, b in bad)
+        return
+    n, a, b = bad[0]
+    more = f" and {len(bad) - 1} more tensor(s)" if len(bad) > 1 else ""
+    raise NonFiniteWeightsError(
+        f"{where}: tensor {n!r} holds non-finite values ({a} NaN, {b} Inf){more}; every score computed from these "
+        f"weights would be meaningless, so the checkpoint is refused.", where=where, tensors=[x[0] for x in bad])
+
+
+def check_views(sd: dict, where: str) -> None:
+    """Refuse stride tricks: a tensor whose view needs more memory than its
+    storage holds (stride-0 expansions, overlapping strides, spans past the
+    storage). Materialising one would allocate what the file never held."""
+    import torch
+
+    if len(sd) > limit("tensors"):
+        raise InvalidInputError(f"{where}: {len(sd):,} tensors, over the bound (limit tensors={limit('tensors')}).")
+    storages: dict = {}
+    total_view = 0
+    for name, t in sd.items():
+        check_tensor_name(name, where)
+        if not isinstance(t, torch.Tensor) or t.device.type == "meta":
+            continue
+        if t.ndim > limit("tensor_dims"):
+            raise InvalidInputError(f"{where}: tensor {name!r} has {t.ndim} dimensions (limit tensor_dims={limit('tensor_dims')}).")
+        st = t.untyped_storage()
+        esize = t.element_size()
+        nbytes = st.nbytes()
+        numel = t.numel()
+        if numel:
+            if any(s == 0 and n > 1 for s, n in zip(t.stride(), t.shape, strict=True)) or any(s < 0 for s in t.stride()):
+                raise InvalidInputError(
+                    f"{where}: tensor {name!r} is malformed: a stride-0 (or negative-stride) view of shape "
+                    f"{tuple(t.shape)} over {nbytes} stored bytes; refused rather than expanded.")
+            span = (t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride(), strict=True)) + 1) * esize
+            if span > nbytes or numel * esize > nbytes:
+                raise InvalidInputError(
+                    f"{where}: tensor {name!r} is malformed: its view (shape {tuple(t.shape)}, stride {tuple(t.stride())}) "
+                    f"needs {numel * esize:,} bytes but its storage holds {nbytes:,}.")
+        storages[st.data_ptr()] = nbytes
+        total_view += numel * esize
+    stored = sum(storages.values())
+    # tied weights share storage legitimately; many full views of one storage do not
+    if total_view > 2 * stored + 2 ** 20:
+        raise InvalidInputError(
+            f"{where}: its tensors view {total_view:,} bytes of {stored:,} stored (many tensors alias the same storage); "
+            f"refused as malformed.")
 
 
 # ---------------------------------------------------------------------------
@@ -317,6 +437,10 @@ def _read_torch_zip_pickle(path: Path) -> bytes:
             if len(set(names)) != len(names):
                 dup = sorted({n for n in names if names.count(n) > 1})
                 raise InvalidInputError(f"{path}: zip archive has duplicate members {dup[:3]} (a zip trick; torch would read only one).")
+            if _looks_torchscript(names):
+                raise InvalidInputError(
+                    f"{path}: a TorchScript archive (torch.jit.save: it carries code/ and constants.pkl), not a "
+                    f"torch.save state dict; DIFE reads its parameters with read_torchscript (no code runs).")
             roots = {n.split("/", 1)[0] for n in names}
             pkls = [i for i in infos if i.filename.endswith("/data.pkl") and i.filename.count("/") == 1]
             if len(roots) != 1 or len(pkls) != 1:
@@ -416,11 +540,17 @@ def _reason(text: str) -> str:
 # ---------------------------------------------------------------------------
 
 def weight_format(path) -> str:
-    """``"safetensors"``, ``"torch-zip"``, ``"legacy-pickle"`` or ``"unknown"`` by content."""
+    """``"safetensors"``, ``"torch-zip"``, ``"torchscript"``, ``"legacy-pickle"`` or ``"unknown"`` by content."""
     path = Path(path)
     with open(path, "rb") as f:
         head = f.read(9)
     if head[:4] == _ZIP_MAGIC:
+        try:
+            with zipfile.ZipFile(path) as zf:
+                if _looks_torchscript(zf.namelist()):
+                    return "torchscript"
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+            pass  # the torch-zip checks name the damage
         return "torch-zip"
     # safetensors: u64 header length that fits the file, then a JSON object
     if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= path.stat().st_size - 8:
@@ -466,16 +596,204 @@ def load_state_dict(path, *, trust: bool = False, device: str = "cpu") -> dict:
     fmt = weight_format(path)
     if fmt == "safetensors":
         return load_safetensors(path, device=device)
-    if fmt in ("torch-zip", "legacy-pickle"):
+    if fmt == "torchscript":
+        sd = read_torchscript(path)
+    elif fmt in ("torch-zip", "legacy-pickle"):
         obj = load_pickle(path, trust=trust, map_location="cpu")
         sd = unwrap_state_dict(obj, where=str(path))
+    else:
+        sd = None
+    if sd is not None:
+        check_views(sd, str(path))
+        check_finite(sd, str(path))
         return {k: v.to(device) for k, v in sd.items()} if str(device) != "cpu" else sd
     raise InvalidInputError(
         f"{path}: unrecognised weight file (neither safetensors nor a torch pickle); "
         f"supported: {', '.join(SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES)}.")
 
 
+# ---------------------------------------------------------------------------
+# TorchScript archives (OpenAI's original CLIP .pt files)
+# ---------------------------------------------------------------------------
+
+_TS_STORAGES = {
+    "FloatStorage": "float32", "HalfStorage": "float16", "BFloat16Storage": "bfloat16", "DoubleStorage": "float64",
+    "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16", "CharStorage": "int8",
+    "ByteStorage": "uint8", "BoolStorage": "bool",
+}
+_TS_IDENTITY = ("restore_type_tag", "build_intlist", "build_doublelist", "build_boollist", "build_tensorlist")
+_TS_CLASS_RE = re.compile(r"^class (\w+)\(Module\):\n((?:  .*\n|\n)*?)(?=^\S|\Z)", re.M)
+_TS_LIST_RE = re.compile(r"^  __(parameters|buffers)__ = \[(.*?)\]", re.M)
+
+
+def _looks_torchscript(names) -> bool:
+    """torch.jit.save archives carry ``<root>/code/`` and ``<root>/constants.pkl``; torch.save ones never do."""
+    return any(re.match(r"^[^/]+/(code/|constants\.pkl$)", n) for n in names)
+
+
+class _ScriptObject:
+    """Stand-in for a TorchScript class instance: holds its pickled attributes, runs nothing."""
+
+    qualname = "?"
+
+    def __setstate__(self, state):
+        self.__dict__["state"] = state
+
+
+def _read_member(zf, info, cap: int, where: str) -> bytes:
+    if info.file_size > cap:
+        raise InvalidInputError(f"{where}: zip member {info.filename!r} claims {info.file_size:,} bytes, over "
+                                f"{cap:,} (limit archive_ratio={limit('archive_ratio')}); refused as a zip bomb.")
+    with zf.open(info) as f:
+        data = f.read(cap + 1)
+    if len(data) > cap:
+        raise InvalidInputError(f"{where}: zip member {info.filename!r} inflates past its declared size; refused.")
+    return data
+
+
+def _script_classes(zf, root: str, cap: int, where: str) -> dict:
+    """``{"__torch__.mod.Class": (parameters, buffers)}`` from the archive's code files, read as text (never run)."""
+    out = {}
+    for info in zf.infolist():
+        n = info.filename
+        if not (n.startswith(f"{root}/code/") and n.endswith(".py")):
+            continue
+        module = n[len(root) + len("/code/"):-3].replace("/", ".")
+        text = _read_member(zf, info, cap, where).decode("utf-8", "replace")
+        for m in _TS_CLASS_RE.finditer(text):
+            lists = {k: [x.strip().strip('"') for x in v.split(",") if x.strip()] for k, v in _TS_LIST_RE.findall(m.group(2))}
+            out[f"{module}.{m.group(1)}"] = (set(lists.get("parameters", ())), set(lists.get("buffers", ())))
+    return out
+
+
+def read_torchscript(path) -> dict:
+    """The parameters (and buffers) of a TorchScript archive as ``{name: tensor}``.
+
+    Reads ``data.pkl`` with an unpickler that knows only tensor rebuilds,
+    storages and stand-ins for the archive's classes: no TorchScript code is
+    compiled or run and ``torch.jit.load`` is never called. Parameter names
+    come from the attribute paths (``visual.conv1.weight``), so OpenAI's
+    original CLIP files give the OpenAI state dict open_clip converts.
+    Causal attention masks (``attn_mask`` buffers, -inf by design) are left
+    out: models rebuild them from the architecture.
+    """
+    import collections
+    import io
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    where = str(path)
+    size = path.stat().st_size
+    cap = size * limit("archive_ratio") + 2 ** 20
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise InvalidInputError(f"{where}: damaged TorchScript archive ({type(e).__name__}: {e}).") from None
+    with zf:
+        infos = zf.infolist()
+        names = [i.filename for i in infos]
+        if len(set(names)) != len(names):
+            raise InvalidInputError(f"{where}: TorchScript archive has duplicate zip members (a zip trick).")
+        if sum(i.file_size for i in infos) > cap:
+            raise InvalidInputError(f"{where}: TorchScript archive inflates to {sum(i.file_size for i in infos):,} bytes from "
+                                    f"{size:,} (limit archive_ratio={limit('archive_ratio')}); refused as a zip bomb.")
+        pkls = [i for i in infos if i.filename.endswith("/data.pkl") and i.filename.count("/") == 1]
+        if len(pkls) != 1:
+            raise InvalidInputError(f"{where}: TorchScript archive without exactly one <root>/data.pkl.")
+        root = pkls[0].filename.split("/", 1)[0]
+        classes = _script_classes(zf, root, cap, where)
+        storages: dict = {}
+        kinds: dict = {}
+
+        def rebuild(storage, offset, shape, stride, *_rest):
+            if not (isinstance(storage, tuple) and len(storage) == 2 and isinstance(offset, int)
+                    and isinstance(shape, tuple) and isinstance(stride, tuple) and len(shape) == len(stride)
+                    and all(type(x) is int for x in shape + stride)):
+                raise ValueError("tensor record is not (storage, offset, shape, stride)")
+            st, dtype = storage
+            return torch.empty((0,), dtype=dtype).set_(st, offset, shape, stride)
+
+        class Reader(pickle.Unpickler):
+            def find_class(self, module, name):
+                if module == "torch._utils" and name == "_rebuild_tensor_v2":
+                    return rebuild
+                if module == "collections" and name == "OrderedDict":
+                    return collections.OrderedDict
+                if module == "torch" and name in _TS_STORAGES:
+                    return getattr(torch, _TS_STORAGES[name])
+                if module == "torch.jit._pickle" and name in _TS_IDENTITY:
+                    return lambda value, *_: value
+                if module == "__torch__" or module.startswith("__torch__."):
+                    qn = f"{module}.{name}"
+                    if qn not in kinds:
+                        if len(kinds) > 100_000:
+                            raise ValueError("too many classes")
+                        kinds[qn] = type("ScriptObject", (_ScriptObject,), {"qualname": qn})
+                    return kinds[qn]
+                raise pickle.UnpicklingError(f"global {module}.{name} is not part of a TorchScript module's data")
+
+            def persistent_load(self, pid):
+                if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
+                        and isinstance(pid[1], torch.dtype) and isinstance(pid[2], str) and pid[2].isdigit()
+                        and type(pid[4]) is int):
+                    raise ValueError(f"unexpected persistent id {str(pid)[:80]}")
+                _, dtype, key, _loc, numel = pid
+                if key not in storages:
+                    try:
+                        info = zf.getinfo(f"{root}/data/{key}")
+                    except KeyError:
+                        raise ValueError(f"storage {key} is missing from the archive") from None
+                    raw = _read_member(zf, info, cap, where)
+                    esize = torch.empty((), dtype=dtype).element_size()
+                    if len(raw) != numel * esize:
+                        raise ValueError(f"storage {key} holds {len(raw)} bytes, not {numel} x {esize}")
+                    storages[key] = torch.frombuffer(bytearray(raw), dtype=torch.uint8).untyped_storage() if raw \
+                        else torch.UntypedStorage(0)
+                return (storages[key], dtype)
+
+        try:
+            top = Reader(io.BytesIO(_read_member(zf, pkls[0], cap, where))).load()
+        except InvalidInputError:
+            raise
+        except RecursionError:
+            raise InvalidInputError(f"{where}: TorchScript data.pkl nests too deeply.") from None
+        except Exception as e:  # unpickling errors, bad records
+            raise InvalidInputError(f"{where}: TorchScript archive whose data.pkl DIFE cannot read as module "
+                                    f"parameters ({type(e).__name__}: {str(e)[:200]}). Nothing was run.",
+                                    hint="Load it with torch.jit.load on a machine you trust and save "
+                                         "model.state_dict() with safetensors.") from None
+    sd: dict = {}
+    seen: set = set()
+
+    def walk(obj, prefix: str, depth: int):
+        if id(obj) in seen or depth > 64:
+            return
+        seen.add(id(obj))
+        state = obj.__dict__.get("state")
+        if not isinstance(state, dict):
+            return
+        params, buffers = classes.get(obj.qualname, (None, None))
+        for k, v in state.items():
+            if not isinstance(k, str):
+                continue
+            if isinstance(v, torch.Tensor):
+                if params is None or k in params or (k in buffers and k != "attn_mask"):
+                    sd[prefix + k] = v
+            elif isinstance(v, _ScriptObject):
+                walk(v, f"{prefix}{k}.", depth + 1)
+
+    if not isinstance(top, _ScriptObject):
+        raise InvalidInputError(f"{where}: TorchScript archive whose data.pkl holds no module.")
+    walk(top, "", 0)
+    if not sd:
+        raise InvalidInputError(f"{where}: TorchScript archive holds no parameters.")
+    return sd
+
+
 __all__ = [
+    "read_torchscript", "check_views", "check_finite", "collect_nonfinite", "NonFiniteWeightsError",
     "validate_safetensors", "load_safetensors", "scan_pickle", "load_pickle", "load_state_dict",
     "unwrap_state_dict", "weight_format", "SafetensorsHeader", "PickleScan", "TrustWarning",
     "MAX_HEADER_BYTES",

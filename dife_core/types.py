@@ -21,6 +21,8 @@ STATUSES = ("exposed", "weak", "negative", "n.e.", "error")
 FOOTPRINTS = ("visual", "textual", "coupled", "weak")
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+#: metric names may carry ``@`` (``h@1``, ``delta_sel@1``)
+_METRIC_RE = re.compile(r"^[a-z0-9][a-z0-9._@-]*$")
 
 
 def _valid_name(instance, attribute, value):
@@ -29,6 +31,11 @@ def _valid_name(instance, attribute, value):
             f"{type(instance).__name__}.{attribute.name} must be a lower-case id "
             f"(letters, digits, '.', '_' or '-'), got {value!r}"
         )
+
+
+def _metric_name(instance, attribute, value):
+    if not isinstance(value, str) or not _METRIC_RE.match(value) or len(value) > 64:
+        raise ValueError(f"Metric.name must be a lower-case id (letters, digits, '.', '_', '-', '@'), got {value!r}")
 
 
 def _one_of(choices):
@@ -66,6 +73,8 @@ class ModelLoader:
     recognises a path or name, so ``loader = "auto"`` can pick one.
     ``from_manifest(manifest, weights_path, *, trust, device)`` (optional)
     rebuilds an encoder from a DIFE checkpoint manifest written by this loader.
+    ``describe`` (optional) lets ``dife inspect`` name the format and branches
+    without knowing the loader's key names; ``priority`` orders ``auto``.
     """
 
     name: str = attrs.field(validator=_valid_name)
@@ -73,6 +82,14 @@ class ModelLoader:
     load: Callable[..., Any] = attrs.field(validator=_is_callable)
     sniff: Optional[Callable[[str], bool]] = attrs.field(default=None, validator=_opt_callable)
     from_manifest: Optional[Callable[..., Any]] = attrs.field(default=None, validator=_opt_callable)
+    #: ``describe(source, keys=None) -> dict | None`` (optional): what this loader
+    #: knows about ``source`` without building it -- ``{"format": str,
+    #: "visual_prefixes": tuple, "text_prefixes": tuple, "exclude_suffixes": tuple}``
+    #: (``keys``: tensor names of a bare weight file); None when not its kind
+    describe: Optional[Callable[..., Any]] = attrs.field(default=None, validator=_opt_callable)
+    #: ``loader = "auto"`` picks the accepting loader with the highest priority;
+    #: a tie at the top is an error naming the candidates
+    priority: int = 0
 
 
 @attrs.frozen
@@ -119,7 +136,9 @@ class Trigger:
 
 @attrs.frozen
 class AttackCard:
-    """What an attack is, as the audit needs to know it (DESIGN.md section 4)."""
+    """What an attack recipe is: route, what it modifies, its trigger channel
+and native protocol. (Each checkpoint it builds carries a per-checkpoint
+:class:`dife_core.cards.AttackCard`.)"""
 
     name: str = attrs.field(validator=_valid_name)
     title: str
@@ -130,6 +149,11 @@ class AttackCard:
     reference: str = ""  # citation
     #: "branch-swap" or "component-repair" (mechanism attacks)
     probe: str = attrs.field(default="branch-swap", validator=_one_of(("branch-swap", "component-repair")))
+    #: the interface id whose cell measures the attack's native protocol (its
+    #: builders validate through it, and the footprint is decided on it first)
+    native_interface: Optional[str] = None
+    #: the metric of that cell the native result reports (default: its primary metric)
+    native_metric: Optional[str] = None
 
 
 @attrs.frozen
@@ -175,6 +199,19 @@ class InterfaceCard:
     #: True when the primary metric is a signed delta against ``reference``
     relative: bool = False
     description: str = ""
+    #: column title in reports (a few words); defaults to ``title``
+    short_title: str = ""
+    #: report order: lower first; ties by id
+    order: int = 1000
+    #: documented options ``{name: default}``; ``[interface_options.<id>]`` of a
+    #: spec may set only these
+    options: dict = attrs.field(factory=dict)
+    #: one-line doc per option ``{name: text}``
+    option_docs: dict = attrs.field(factory=dict)
+
+    @property
+    def column_title(self) -> str:
+        return self.short_title or self.title
 
     def to_dict(self) -> dict:
         return attrs.asdict(self)
@@ -200,10 +237,16 @@ class Metric:
     sign convention of deltas.
     """
 
-    name: str = attrs.field(validator=_valid_name)
+    name: str = attrs.field(validator=_metric_name)
     formula: str
     compute: Callable[..., float] = attrs.field(validator=_is_callable)
     higher_is_better: bool = True
+    #: how reports label the metric (e.g. "H@1", "ΔSel@1"); defaults to ``name``
+    label: str = ""
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "label": self.label or self.name, "formula": self.formula,
+                "direction": "higher" if self.higher_is_better else "lower"}
 
 
 @attrs.frozen

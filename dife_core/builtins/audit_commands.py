@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from dife_core import hookimpl
+from dife_core.cli import apply_limits, limit_option, trust_option
 
 
 @hookimpl
@@ -19,11 +20,18 @@ def register_commands(cli):
     @click.option("--resume", is_flag=True, help="Keep finished cells whose inputs are unchanged; compute the rest.")
     @click.option("--device", default=None, help="Override the spec's device (cpu, cuda, cuda:N).")
     @click.option("--no-progress", is_flag=True, help="No progress bars and no terminal table.")
-    def audit(spec, out_dir, resume, device, no_progress):
+    @click.option("--force", is_flag=True,
+                  help="Replace a previous audit in --out without --resume, or write into a non-empty folder "
+                       "that is not a DIFE output folder.")
+    @trust_option
+    @limit_option
+    def audit(spec, out_dir, resume, device, no_progress, force, trusted, limits):
         """Audit the checkpoints of SPEC (a TOML audit spec; see docs/spec.md)."""
         from dife_core.engine import load_spec, run_audit
 
-        results = run_audit(load_spec(spec), out_dir, resume=resume, progress=not no_progress, device=device)
+        apply_limits(limits)
+        results = run_audit(load_spec(spec), out_dir, resume=resume, progress=not no_progress, device=device,
+                            trusted=frozenset(trusted), force=force)
         if no_progress:
             n = len(results["cells"])
             click.echo(f"{n} cells audited; reports in {out_dir}")
@@ -45,18 +53,23 @@ def register_commands(cli):
 
     @cli.command("validate")
     @click.argument("spec", type=click.Path(dir_okay=False))
-    def validate(spec):
-        """Check an audit spec without running it; list every problem with its key."""
+    @limit_option
+    def validate(spec, limits):
+        """Check an audit spec without running it; list every problem with its key
+        (trust in the spec, values beyond the bounds, unknown names)."""
         from dife_core.engine.spec import load_spec, spec_error, validate_spec
 
+        apply_limits(limits)
         parsed = load_spec(spec)  # structural problems raise here, all listed
         problems = validate_spec(parsed)
         if problems:
             raise spec_error(spec, problems)
         ifaces = _interface_count(parsed)
-        click.echo(f"{spec}: OK — {len(parsed.checkpoints)} checkpoint(s)"
+        from dife_core.safetext import terminal
+
+        click.echo(terminal(f"{spec}: OK — {len(parsed.checkpoints)} checkpoint(s)"
                    f"{', clean reference ' + repr(parsed.clean.name) if parsed.clean else ', no clean reference'}, "
-                   f"{ifaces} interface(s), dataset {parsed.populations.dataset!r}.")
+                   f"{ifaces} interface(s), dataset {parsed.populations.dataset!r}."))
 
 
 def _interface_count(spec) -> int:

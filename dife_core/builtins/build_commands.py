@@ -10,6 +10,7 @@ import json
 import click
 
 from dife_core import hookimpl
+from dife_core.cli import apply_limits, limit_option, trust_option
 
 
 @hookimpl
@@ -24,7 +25,9 @@ def register_commands(cli):
     @click.option("--check", is_flag=True, help="Validate the spec and exit without building.")
     @click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON.")
     @click.option("--quiet", is_flag=True, help="No progress bars.")
-    def build(spec, out, only, force, device, check, as_json, quiet):
+    @trust_option
+    @limit_option
+    def build(spec, out, only, force, device, check, as_json, quiet, trusted, limits):
         """Build the poisoned checkpoints a TOML build SPEC names.
 
         Each [[attacks]] entry is built from the clean model on the world and
@@ -36,8 +39,18 @@ def register_commands(cli):
         import attrs
 
         from dife_core.building import load_build_spec, rich_progress, run_build_spec
+        from dife_core.errors import NotFoundError
 
+        apply_limits(limits)
+        check_build_values(spec)
         parsed = load_build_spec(spec)
+        unknown = sorted(set(trusted) - {"clean"})
+        if unknown:
+            raise NotFoundError(f"--trust-checkpoint {', '.join(map(repr, unknown))}: a build spec loads one "
+                                f"checkpoint, named 'clean' (its [clean] table).")
+        if trusted and "checkpoint" not in parsed.clean:
+            raise NotFoundError(f"--trust-checkpoint clean: {spec} loads no checkpoint file to trust (its [clean] "
+                                f"is a recipe).")
         if out:
             parsed = attrs.evolve(parsed, out=Path(out).resolve())
         if check:
@@ -56,11 +69,36 @@ def register_commands(cli):
                        f"(clean {_f(cu.get('reference_clean_acc'))})", err=False)
 
         outcomes = run_build_spec(parsed, only=only or None, force=force, device=device,
-                                  progress=None if quiet or as_json else rich_progress(), on_built=report)
+                                  progress=None if quiet or as_json else rich_progress(), on_built=report,
+                                  trusted=frozenset(trusted))
         if as_json:
             click.echo(json.dumps([{"name": o.name, "attack": o.attack, "path": str(o.path), "key": o.key,
                                     "reused": o.reused, "seconds": round(o.seconds, 2), "card": o.card}
                                    for o in outcomes], indent=2))
+
+
+def check_build_values(path) -> None:
+    """Refuse a build spec whose values are malformed or beyond the bounds
+    (NaN, lone surrogates, deep nesting, step counts ...) or that asks for
+    trust, before it is parsed for its meaning. One error lists them all."""
+    from pathlib import Path
+
+    from dife_core.engine.spec import option_problems, read_toml, spec_error, value_problems
+
+    data = read_toml(Path(path), "build spec")
+    problems = value_problems(data)
+    if not problems and isinstance(data, dict):
+        for sect in ("world", "clean"):
+            if isinstance(data.get(sect), dict):
+                problems += option_problems(data[sect].get("options") or {}, f"{sect}.options")
+        for i, a in enumerate(data.get("attacks") or []):
+            if isinstance(a, dict):
+                problems += option_problems({k: v for k, v in a.items() if k != "attack"}, f"attacks[{i}]")
+        if isinstance(data.get("build"), dict):
+            problems += option_problems(data["build"], "build")
+    if problems:
+        err = spec_error(str(path), problems)
+        raise type(err)(str(err).replace("in the audit spec", "in the build spec"))
 
 
 def _f(v):

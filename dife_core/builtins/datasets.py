@@ -12,6 +12,13 @@
 Population names hash the file list, sizes and modification times, so a
 changed dataset never reuses stale cached embeddings.
 
+Datasets are untrusted input: an image's claimed size is checked against
+``image_pixels`` before it is decoded (a decompression bomb is refused, not
+decoded), image files are bounded by ``image_bytes``, captions by
+``caption_chars``, item counts by ``population``, and every file a CSV names
+must lie inside the dataset root (``root``, default the CSV's folder) once
+symbolic links are resolved. Bounds: docs/security.md; ``--limit`` raises them.
+
 :func:`make_candidate_lists` is the generic way to fix candidate lists before
 any scoring; the shapes world uses it too.
 """
@@ -22,12 +29,52 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 
 from dife_core import hookimpl
 from dife_core.types import Dataset
+from dife_core.untrusted import LIMITS, limit
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+#: Bounds on dataset files (documented in docs/security.md; ``--limit KEY=N`` raises them).
+DATASET_LIMITS = {
+    "image_pixels": 40_000_000,  # width x height an image file may claim (checked before decoding)
+    "image_bytes": 64_000_000,  # size of one image file
+    "caption_chars": 2048,  # characters of one caption
+    "csv_bytes": 512_000_000,  # size of a CSV dataset file
+}
+for _k, _v in DATASET_LIMITS.items():
+    LIMITS.setdefault(_k, _v)
+LIMITS.setdefault("population", 1_000_000)  # items in one dataset (also a spec bound)
+LIMITS.setdefault("dataset_image_size", 1024)
+
+
+def _count_option(value, name: str, where: str, *, low: int = 1, bound: str = "population"):
+    """An integer dataset option in [low, limit(bound)] (spec values arrive unchecked from Python callers)."""
+    from dife_core.errors import InvalidInputError
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"{where}: option {name} must be an integer, got {value!r:.60}.")
+    cap = limit(bound)
+    if not low <= value <= cap:
+        raise InvalidInputError(f"{where}: option {name} must be in [{low}, {cap}], got {value} (bound {bound}; "
+                                f"raise it with --limit {bound}=N).")
+    return value
+
+
+def _inside(root: Path, f: Path, where: str) -> Path:
+    """``f`` if it lies inside ``root`` once symbolic links are resolved; else refuse."""
+    from dife_core.errors import InvalidInputError
+
+    real_root = Path(os.path.realpath(root))
+    real = Path(os.path.realpath(f))
+    if real != real_root and real_root not in real.parents:
+        raise InvalidInputError(f"{where}: {str(f)!r:.200} lies outside the dataset root {real_root}; a dataset "
+                                f"may only name files inside its root (set the root option to widen it).")
+    return f
 
 
 # -- candidate lists -------------------------------------------------------------
@@ -84,8 +131,24 @@ def load_image(path, image_size: int):
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"image file {path} does not exist.")
+    size = path.stat().st_size
+    if size > limit("image_bytes"):
+        raise InvalidInputError(f"image file {path} is {size} bytes, more than the bound image_bytes "
+                                f"({limit('image_bytes')}; raise it with --limit image_bytes=N).")
+    cap = limit("image_pixels")
+    saved = Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as im:
+        # PIL's own bomb check at our bound, for this call only (restored below)
+        Image.MAX_IMAGE_PIXELS = cap
+        with warnings.catch_warnings():  # our own check below says it better than PIL's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            w, h = im.size  # from the header: nothing decoded yet
+            if w * h > cap or w < 1 or h < 1:
+                raise InvalidInputError(f"image file {path} claims {w} x {h} pixels, more than the bound "
+                                        f"image_pixels ({cap}; raise it with --limit image_pixels=N); it was not "
+                                        f"decoded.")
             im = im.convert("RGB")
             w, h = im.size
             s = image_size / min(w, h)
@@ -94,8 +157,14 @@ def load_image(path, image_size: int):
             left, top = (w - image_size) // 2, (h - image_size) // 2
             im = im.crop((left, top, left + image_size, top + image_size))
             arr = np.asarray(im, dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise InvalidInputError(f"image file {path} cannot be read as an image ({e}).") from e
+    except Image.DecompressionBombError as e:
+        raise InvalidInputError(f"image file {path} claims more pixels than the bound image_pixels ({cap}; raise "
+                                f"it with --limit image_pixels=N): {str(e)[:120]}; it was not decoded.") from e
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, MemoryError, EOFError) as e:
+        raise InvalidInputError(f"image file {path} cannot be read as an image ({type(e).__name__}: "
+                                f"{str(e)[:200]}).") from e
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
     return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
 
 
@@ -178,27 +247,60 @@ def load_csv(path, *, img_key: str = "filepath", caption_key: str = "title", sep
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"CSV dataset {path} does not exist.")
+    if path.stat().st_size > limit("csv_bytes"):
+        raise InvalidInputError(f"{path}: the CSV is larger than the bound csv_bytes ({limit('csv_bytes')}; raise "
+                                f"it with --limit csv_bytes=N).")
+    where = str(path)
+    max_items = _count_option(max_items, "max_items", where)
+    image_size = _count_option(image_size, "image_size", where, bound="dataset_image_size")
+    for name, v in (("n_rerank", n_rerank), ("n_selection", n_selection), ("rerank_k", rerank_k),
+                    ("selection_k", selection_k)):
+        _count_option(v, name, where)
+    if not isinstance(sep, str) or (len(sep) != 1 and sep not in ("\\t", "tab")):
+        raise InvalidInputError(f"{where}: option sep must be one character (or tab), got {sep!r:.40}.")
     root = Path(root) if root is not None else path.parent
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f, delimiter="\t" if sep in ("\\t", "tab") else sep)
-        fields = reader.fieldnames or []
-        for key, opt in ((img_key, "img_key"), (caption_key, "caption_key")):
-            if key not in fields:
-                raise InvalidInputError(
-                    f"{path}: no column {key!r} (option {opt}); columns: {', '.join(fields) or '(none)'}.")
-        rows = [(r[img_key], r[caption_key]) for r in reader]
-    if max_items is not None:
-        rows = rows[: int(max_items)]
+    cap_rows = max_items if max_items is not None else limit("population")
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f, delimiter="\t" if sep in ("\\t", "tab") else sep)
+            fields = reader.fieldnames or []
+            for key, opt in ((img_key, "img_key"), (caption_key, "caption_key")):
+                if key not in fields:
+                    raise InvalidInputError(
+                        f"{path}: no column {str(key)[:80]!r} (option {opt}); columns: "
+                        f"{', '.join(f[:80] for f in fields[:20]) or '(none)'}.")
+            for r in reader:
+                if len(rows) >= cap_rows:
+                    if max_items is None:
+                        raise InvalidInputError(f"{path}: more than {cap_rows} rows (bound population; raise it "
+                                                f"with --limit population=N, or set max_items).")
+                    break
+                img, cap = r.get(img_key), r.get(caption_key)
+                line = reader.line_num
+                if not isinstance(img, str) or not img or not isinstance(cap, str):
+                    raise InvalidInputError(f"{path} row {line}: a row without {img_key!r:.80} or "
+                                            f"{caption_key!r:.80}.")
+                if len(cap) > limit("caption_chars"):
+                    raise InvalidInputError(f"{path} row {line}, column {caption_key!r:.80}: a caption of "
+                                            f"{len(cap)} characters (bound caption_chars {limit('caption_chars')}; "
+                                            f"raise it with --limit caption_chars=N).")
+                rows.append((img, cap, line))
+    except csv.Error as e:  # e.g. a field beyond csv.field_size_limit
+        raise InvalidInputError(f"{path}: not a readable CSV ({e}).") from e
+    except UnicodeDecodeError as e:
+        raise InvalidInputError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}).") from e
     if not rows:
         raise InvalidInputError(f"{path}: no rows.")
-    files = [Path(p) if os.path.isabs(p) else root / p for p, _ in rows]
-    caps = tuple(c for _, c in rows)
+    files = [_inside(root, Path(p) if os.path.isabs(p) else root / p, f"{path} row {line}, column {img_key!r:.80}")
+             for p, _, line in rows]
+    caps = tuple(c for _, c, _ in rows)
     classnames = _split_names(classnames)
     roles = _resolve_roles(classnames, source, target, str(path))
     opts = {"img_key": img_key, "caption_key": caption_key, "image_size": image_size, "classnames": classnames,
             "source": source, "target": target, "seed": seed, "captions": caps}
     name = f"csv-{path.stem}-{_content_id('csv', files, opts)}"
-    images = _load_images(files, image_size, [f"{path} row {i + 2}" for i in range(len(files))])
+    images = _load_images(files, image_size, [f"{path} row {line}" for _, _, line in rows])
     labels = np.asarray(keyword_labels(caps, classnames) if classnames else [-1] * len(caps), dtype=np.int64)
     pool = CaptionedPool(name=f"{name}/pool", images=images, captions=caps, labels=labels,
                          classnames=classnames or ())
@@ -229,16 +331,23 @@ def _scan_folder(root: Path, max_per_class=None):
 
     if not root.is_dir():
         raise NotFoundError(f"image folder {root} does not exist (expected ROOT/<class name>/<images>).")
+    max_per_class = _count_option(max_per_class, "max_per_class", str(root))
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if len(classes) > limit("population"):
+        raise InvalidInputError(f"image folder {root} has more than {limit('population')} class folders (bound "
+                                f"population).")
     if not classes:
         raise InvalidInputError(f"image folder {root} has no class sub-folders (expected ROOT/<class name>/<images>).")
     files, labels = [], []
     for j, c in enumerate(classes):
         fs = sorted(f for f in (root / c).rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
         if max_per_class is not None:
-            fs = fs[: int(max_per_class)]
-        files += fs
+            fs = fs[:max_per_class]
+        files += [_inside(root, f, f"image folder {root}") for f in fs]
         labels += [j] * len(fs)
+        if len(files) > limit("population"):
+            raise InvalidInputError(f"image folder {root} has more than {limit('population')} images (bound "
+                                    f"population; raise it with --limit population=N, or set max_per_class).")
     if not files:
         raise InvalidInputError(f"image folder {root} has no images ({', '.join(IMAGE_EXTENSIONS)}).")
     return classes, files, labels
@@ -257,6 +366,7 @@ def load_imagefolder(path, *, train_path=None, image_size: int = 224, max_per_cl
     from dife_core.populations import LabelledImages, World
 
     root = Path(path)
+    image_size = _count_option(image_size, "image_size", str(root), bound="dataset_image_size")
     folders, files, labels = _scan_folder(root, max_per_class)
     names = _split_names(classnames) or tuple(f.replace("_", " ") for f in folders)
     if len(names) != len(folders):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from dife_core import hookimpl
+from dife_core.cli import apply_limits, limit_option
 
 
 @hookimpl
@@ -20,12 +21,25 @@ def register_commands(cli):
     @click.option("--seed", default=0, show_default=True, type=int, help="World, recipe and attack seed.")
     @click.option("--fresh", is_flag=True, help="Recompute every cell instead of reusing finished ones in --out.")
     @click.option("--no-progress", is_flag=True, help="No progress bars (the matrix is still printed).")
-    def demo(out_dir, device, suite, preset, seed, fresh, no_progress):
+    @click.option("--force", is_flag=True,
+                  help="Write into --out even when it is a non-empty folder that is not a DIFE output folder.")
+    @limit_option
+    def demo(out_dir, device, suite, preset, seed, fresh, no_progress, force, limits):
         """Train (or reuse) the tiny clean CLIP, build the backdoored checkpoints, audit every
         interface with footprint diagnosis and controls, print the exposure matrix and write
         the reports."""
-        from dife_core.demo import run_demo
+        from pathlib import Path
 
-        run_demo(out_dir, suite=suite, preset=preset, seed=seed, device=device, fresh=fresh,
-                 progress=not no_progress)
+        from dife_core.demo import demo_spec
+        from dife_core.engine import run_audit
+        from dife_core.outdir import check_out_dir, is_dife_folder
+
+        apply_limits(limits)
+        out = Path(out_dir)
+        # re-running reuses the finished cells in --out (resume); --fresh replaces the demo's own audit
+        resume = not fresh and out.exists()
+        force = force or (fresh and is_dife_folder(out))
+        check_out_dir(out, resume=resume, force=force)  # refuse before the builds, not after
+        spec = demo_spec(suite=suite, preset=preset, seed=seed, device=device, progress=not no_progress)
+        run_audit(spec, out, resume=resume, force=force, progress=not no_progress, show_matrix=True)
         click.echo(f"report: {out_dir}/report.html")

@@ -45,6 +45,25 @@ def _weight_files(source: str) -> list:
     return []
 
 
+def _describe(source: str, keys=None) -> dict:
+    """What the loaders say about ``source`` (their optional ``describe``), highest
+    priority first; the core knows no loader's file or key names."""
+    from dife_core.loading import _priority
+    from dife_core.plugins import get_registry
+
+    loaders = sorted(get_registry().all("model_loaders").values(), key=lambda ld: (-_priority(ld), ld.name))
+    for ld in loaders:
+        if ld.describe is None:
+            continue
+        try:
+            d = ld.describe(source, keys)
+        except Exception:  # a loader's describe must not break inspect
+            d = None
+        if isinstance(d, dict):
+            return {**d, "loader": ld.name}
+    return {}
+
+
 def _format_of(source: str) -> str:
     from dife_core.checkpoint import is_checkpoint
     from dife_core.safeload import weight_format
@@ -52,14 +71,13 @@ def _format_of(source: str) -> str:
     p = Path(source)
     if is_checkpoint(p):
         return "dife-checkpoint"
-    if source.startswith("local-dir:") or (p.is_dir() and (p / "open_clip_config.json").is_file()):
-        return "open_clip-folder"
-    if p.is_dir() and (p / "config.json").is_file():
-        return "hf-pretrained-folder"
+    described = _describe(source).get("format")
+    if described:
+        return str(described)
     if p.is_dir():
         return "folder"
     if p.is_file():
-        return "architecture-json" if p.suffix.lower() == ".json" else weight_format(p)
+        return weight_format(p)
     return "named"
 
 
@@ -77,6 +95,10 @@ def _static_safety(files: list) -> list:
             if fmt == "safetensors":
                 h = validate_safetensors(f)
                 rec.update(tensors=len(h.tensors), pickle=False, note="safetensors header checked; no code can run")
+            elif fmt == "torchscript":
+                rec.update(pickle=True, torchscript=True,
+                           note="TorchScript archive (torch.jit.save): parameters are read from its data records "
+                                "without compiling or running its code")
             elif fmt in ("torch-zip", "legacy-pickle"):
                 scan = scan_pickle(f)
                 rec.update(pickle=True, globals=list(scan.globals), suspicious_globals=list(scan.suspicious))
@@ -88,24 +110,35 @@ def _static_safety(files: list) -> list:
     return out
 
 
-def _branch_of_key(key: str):
-    """Branch of a raw state-dict key (open_clip or transformers naming)."""
-    if key.startswith(("visual.", "vision_model.", "visual_projection.")):
-        return "visual"
-    if key.endswith(("logit_scale", "logit_bias")):
-        return None
-    return "text"
+def _branch_rule(described: dict):
+    """``key -> "visual" | "text" | None`` from a loader's description of the key layout."""
+    vis = tuple(described.get("visual_prefixes") or ())
+    txt = tuple(described.get("text_prefixes") or ())
+    skip = tuple(described.get("exclude_suffixes") or ())
+
+    def branch(key: str):
+        if skip and key.endswith(skip):
+            return None
+        if vis and key.startswith(vis):
+            return "visual"
+        if txt:
+            return "text" if key.startswith(txt) else None
+        return "text" if vis else None
+    return branch
 
 
 def _state_dict_report(source: str, *, trust: bool) -> dict:
-    """For a weight file whose architecture is unknown: what the tensors say."""
+    """For a weight file whose architecture is unknown: what the tensors say.
+    The tensors were checked (view strides, sizes) before anything is hashed."""
     from dife_core.model import _hash_tensors
     from dife_core.safeload import load_state_dict
 
     sd = load_state_dict(source, trust=trust)
+    described = _describe(source, sorted(sd))
+    branch_of = _branch_rule(described)
     branches = {"visual": {}, "text": {}}
     for k, v in sd.items():
-        b = _branch_of_key(k)
+        b = branch_of(k)
         if b:
             branches[b][k] = v
     return {
@@ -124,18 +157,20 @@ def inspect_source(source: str, *, loader: str = "auto", trust: bool = False, op
 
     from dife_core.errors import DifeError, UnsafeCheckpointError
     from dife_core.loading import ArchitectureUnknownError, load_model
+    from dife_core.safeload import collect_nonfinite
 
     options = dict(options or {})
-    rec: dict = {"source": source, "format": None, "loader": None, "verdict": None}
+    rec: dict = {"source": source, "format": None, "loader": None, "verdict": None, "findings": []}
     try:
         rec["format"] = _format_of(source)
         rec["files"] = _static_safety(_weight_files(source))
     except DifeError as e:
         rec.update(verdict=MALFORMED, error=str(e))
-        return rec, 2
+        return _with_findings(rec), 2
     caught: list = []
+    nonfinite: list = []
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, collect_nonfinite() as nonfinite:
             warnings.simplefilter("always")
             try:
                 enc = load_model(source, loader=loader, trust=trust, **options)
@@ -145,10 +180,16 @@ def inspect_source(source: str, *, loader: str = "auto", trust: bool = False, op
                 enc = None
     except UnsafeCheckpointError as e:
         rec.update(verdict=REFUSED, error=str(e))
-        return rec, e.exit_code
+        return _with_findings(rec), e.exit_code
     except DifeError as e:
         rec.update(verdict=MALFORMED, error=str(e))
-        return rec, e.exit_code
+        return _with_findings(rec), e.exit_code
+    except (KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException as e:  # noqa: B036 -- a plugin's SystemExit, a Rust panic: never "exit 0, no output"
+        rec.update(verdict=MALFORMED, error=f"{source}: loading failed unexpectedly ({type(e).__name__}: "
+                                            f"{str(e)[:200]}); nothing is reported as safe.")
+        return _with_findings(rec), 2
     trust_warnings = [str(w.message) for w in caught if type(w.message).__name__ == "TrustWarning"]
     other = [str(w.message) for w in caught if type(w.message).__name__ != "TrustWarning"]
     rec["verdict"] = TRUSTED if trust_warnings else SAFE
@@ -158,7 +199,41 @@ def inspect_source(source: str, *, loader: str = "auto", trust: bool = False, op
         rec["warnings"] = sorted(set(other))[:10]
     if enc is not None:
         rec.update(_encoder_report(enc))
-    return rec, 0
+    code = 0
+    if nonfinite:
+        # weights that would make every figure meaningless: reported in full, and not loadable for an audit
+        rec["nonfinite"] = nonfinite
+        first = nonfinite[0]
+        rec.update(verdict=MALFORMED, error=(
+            f"{first['file']}: tensor {first['tensor']!r} holds non-finite values ({first['nan']} NaN, "
+            f"{first['inf']} Inf)" + (f" and {len(nonfinite) - 1} more tensor(s)" if len(nonfinite) > 1 else "")
+            + "; an audit refuses these weights."))
+        code = 2
+    return _with_findings(rec), code
+
+
+def _with_findings(rec: dict) -> dict:
+    """Every trust- and resource-related finding as one list of ``{"kind", "message"}``."""
+    findings = rec.setdefault("findings", [])
+    for f in rec.get("files", []):
+        if f.get("suspicious_globals"):
+            findings.append({"kind": "trust", "message": f"{f['file']}: pickle needs globals "
+                             + ", ".join(f["suspicious_globals"]) + " (code would run to load it)"})
+        if f.get("torchscript"):
+            findings.append({"kind": "format", "message": f"{f['file']}: {f['note']}"})
+        if f.get("error"):
+            findings.append({"kind": "malformed", "message": f["error"]})
+    for w in rec.get("trust_warnings", []):
+        findings.append({"kind": "trust", "message": w})
+    for n in rec.get("nonfinite", []):
+        findings.append({"kind": "non-finite", "message": f"{n['file']}: tensor {n['tensor']!r} holds {n['nan']} NaN "
+                                                          f"and {n['inf']} Inf values"})
+    err = rec.get("error")
+    if err and not any(x["message"] == err for x in findings):
+        kind = "trust" if rec.get("verdict") == REFUSED else (
+            "resource" if ("limit " in err or "bound" in err or "larger than its weights" in err) else "malformed")
+        findings.append({"kind": kind, "message": err})
+    return rec
 
 
 def _encoder_report(enc) -> dict:
@@ -193,11 +268,16 @@ def _print_text(rec: dict) -> None:
         desc = f.get("format", "?")
         if f.get("suspicious_globals"):
             desc += "; needs globals " + ", ".join(f["suspicious_globals"])
+        elif f.get("torchscript"):
+            desc += "; parameters read without running its code"
         elif f.get("pickle"):
             desc += "; pickle (weights_only)"
         line("  file", f"{f['file']} [{desc}]")
     verdict = rec["verdict"]
     line("verdict", verdict + (f": {rec['error']}" if rec.get("error") else ""))
+    for f in rec.get("findings", []):
+        if f["message"] != rec.get("error"):
+            line("finding", f"[{f['kind']}] {f['message']}")
     if verdict in (REFUSED, MALFORMED):
         return
     if "state_dict" in rec:

@@ -17,7 +17,8 @@ from typing import Any, Optional
 
 import attrs
 
-from ..errors import InvalidInputError, available
+from ..errors import InvalidInputError, UnsafeCheckpointError, available
+from ..untrusted import LIMITS, limit
 
 #: Interface ids of the built-ins, in report order (DESIGN.md section 7).
 BUILTIN_INTERFACES = (
@@ -27,6 +28,29 @@ BUILTIN_INTERFACES = (
 )
 CONTROL_SEP = "@"  # control rows are named "clean@<checkpoint>"
 
+#: Bounds on what a spec or an attack card may ask for (docs/spec.md, "Bounds").
+#: A spec is as untrusted as a checkpoint: these are checked before anything
+#: is loaded or allocated, and only ``--limit KEY=VALUE`` on the command line
+#: raises them.
+RUN_LIMITS = {
+    "spec_bytes": 1_000_000,  # size of a spec file
+    "nesting_depth": 32,  # tables / arrays inside one another (spec or card)
+    "spec_values": 100_000,  # values in one spec or card, all levels together
+    "string_chars": 4096,  # any string value (paths, options, card text)
+    "name_chars": 256,  # checkpoint names and table keys
+    "checkpoints": 64,  # [[checkpoints]] tables
+    "batch_size": 4096,
+    "ranking_chunk": 65_536,
+    "seed": 2**32 - 1,  # any seed (numpy's legacy seeding takes 32 bits)
+    "steps": 100_000,  # any step count: probe steps, optimisation steps (``*steps*`` keys)
+    "population": 1_000_000,  # counts in dataset / interface / card options (items, lists, shots ...)
+    "dataset_image_size": 1024,  # image side a dataset resizes to
+}
+for _k, _v in RUN_LIMITS.items():
+    LIMITS.setdefault(_k, _v)
+#: keys that would let a file load code or reach the network: refused anywhere in a spec (exit 3)
+UNSAFE_KEYS = ("trust", "trust_remote_code", "auto_map")
+
 
 @attrs.frozen
 class Problem:
@@ -34,9 +58,12 @@ class Problem:
 
     key: str
     message: str
+    #: True when following the spec would be unsafe (exit 3), not merely malformed
+    unsafe: bool = False
 
     def __str__(self) -> str:
-        return f"{self.key}: {self.message}"
+        key = self.key if len(self.key) <= 120 else self.key[:100] + "..." + self.key[-16:]
+        return f"{key}: {self.message}"
 
 
 @attrs.frozen
@@ -89,13 +116,12 @@ class CheckpointSpec:
     name: str
     source: str
     loader: str = "auto"
-    trust: bool = False
     options: dict = attrs.field(factory=dict)
     #: inline attack card; overrides the one in the checkpoint's manifest
     attack: Optional[dict] = None
 
     def to_dict(self) -> dict:
-        d: dict = {"name": self.name, "source": self.source, "loader": self.loader, "trust": self.trust}
+        d: dict = {"name": self.name, "source": self.source, "loader": self.loader}
         if self.options:
             d["options"] = dict(self.options)
         if self.attack is not None:
@@ -185,24 +211,190 @@ class AuditSpec:
 
 
 def spec_error(where: str, problems: list) -> InvalidInputError:
+    """One error listing every problem: exit 3 when any is unsafe, else exit 2."""
     n = len(problems)
     body = "; ".join(str(p) for p in problems)
-    return InvalidInputError(f"{where}: {n} problem{'s' if n != 1 else ''} in the audit spec: {body}.",
-                             hint="See docs/spec.md for the keys and what each allows.")
+    unsafe = any(getattr(p, "unsafe", False) for p in problems)
+    cls = UnsafeCheckpointError if unsafe else InvalidInputError
+    return cls(f"{where}: {n} problem{'s' if n != 1 else ''} in the audit spec: {body}.",
+               hint="See docs/spec.md for the keys, what each allows and the bounds (raise a bound with "
+                    "--limit KEY=VALUE).")
+
+
+def read_toml(p: Path, what: str = "audit spec") -> Any:
+    """A TOML file's table, every failure one paragraph naming the file."""
+    import tomllib
+
+    from .. import safetext
+
+    if not p.is_file():
+        raise InvalidInputError(f"{what} {safetext.terminal(p)} does not exist.")
+    cap = limit("spec_bytes")
+    with open(p, "rb") as f:
+        raw = f.read(cap + 1)
+    if len(raw) > cap:
+        raise InvalidInputError(f"{p}: the {what} is larger than {cap} bytes (bound spec_bytes; raise it with "
+                                f"--limit spec_bytes=N).")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidInputError(f"{p}: not UTF-8 text (byte {e.start}: {e.reason}); a {what} is UTF-8 TOML.") from e
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidInputError(f"{p}: not valid TOML ({e}).") from e
+    except RecursionError as e:
+        raise InvalidInputError(f"{p}: arrays or tables are nested too deeply to read (bound nesting_depth "
+                                f"{limit('nesting_depth')}).") from e
+    except ValueError as e:  # e.g. an integer of thousands of digits
+        raise InvalidInputError(f"{p}: a value cannot be read ({e}).") from e
 
 
 def load_spec(path) -> AuditSpec:
     """Read and check a TOML audit spec."""
-    import tomllib
-
     p = Path(path)
-    if not p.is_file():
-        raise InvalidInputError(f"audit spec {p} does not exist.")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise InvalidInputError(f"{p}: not valid TOML ({e}).") from e
+    data = read_toml(p)
     return AuditSpec.from_dict(data, base_dir=p.parent, where=str(p))
+
+
+# -- bounds on untrusted values ---------------------------------------------------------
+
+def _label(k) -> str:
+    """A table key as shown in a message (hostile keys are cut and escaped)."""
+    s = str(k)
+    if len(s) <= 64 and s.isascii() and s.isprintable() and "." not in s and '"' not in s:
+        return s
+    return repr(s[:40] + ("..." if len(s) > 40 else ""))
+
+
+def _join(key: str, k) -> str:
+    return f"{key}.{_label(k)}" if key else _label(k)
+
+
+def _surrogate(s: str) -> Optional[int]:
+    try:
+        s.encode("utf-8")
+        return None
+    except UnicodeEncodeError as e:
+        return e.start
+
+
+def value_problems(data: Any, key: str = "") -> list:
+    """Problems with the *values* of an untrusted table, whatever its schema:
+    nesting depth, number of values, string lengths, lone surrogates, NaN /
+    Inf, integers beyond 64 bits, non-string keys, unsafe keys (``trust``,
+    ``trust_remote_code``, ``auto_map``). Iterative: a deeply nested input
+    cannot exhaust the stack."""
+    problems: list = []
+    depth_cap, count_cap = limit("nesting_depth"), limit("spec_values")
+    str_cap, name_cap = limit("string_chars"), limit("name_chars")
+    todo = [(data, key, 0)]
+    count = 0
+    while todo:
+        x, k, depth = todo.pop()
+        count += 1
+        if count > count_cap:
+            problems.append(Problem(key or "(top)", f"more than {count_cap} values (bound spec_values)"))
+            break
+        where = k or "(top)"
+        if isinstance(x, dict):
+            if depth >= depth_cap:
+                problems.append(Problem(where, f"nested more than {depth_cap} levels deep (bound nesting_depth)"))
+                continue
+            for kk, v in x.items():
+                if not isinstance(kk, str):
+                    problems.append(Problem(where, f"keys must be strings, got {type(kk).__name__}"))
+                    continue
+                if len(kk) > name_cap:
+                    problems.append(Problem(_join(k, kk), f"a key of {len(kk)} characters (bound name_chars "
+                                                          f"{name_cap})"))
+                    continue
+                if _surrogate(kk) is not None:
+                    problems.append(Problem(_join(k, kk), "the key contains a lone surrogate (not Unicode text)"))
+                    continue
+                if kk in UNSAFE_KEYS and not (kk == "trust" and v is False):
+                    problems.append(Problem(_join(k, kk), _UNSAFE_WHY[kk], unsafe=True))
+                    continue
+                todo.append((v, _join(k, kk), depth + 1))
+        elif isinstance(x, (list, tuple)):
+            if depth >= depth_cap:
+                problems.append(Problem(where, f"nested more than {depth_cap} levels deep (bound nesting_depth)"))
+                continue
+            if len(x) > count_cap:
+                problems.append(Problem(where, f"an array of {len(x)} values (bound spec_values {count_cap})"))
+                continue
+            todo.extend((v, f"{k}[{i}]", depth + 1) for i, v in enumerate(x))
+        elif isinstance(x, bool) or x is None:
+            pass
+        elif isinstance(x, float):
+            if not math.isfinite(x):
+                problems.append(Problem(where, f"{x!r} is not a finite number"))
+        elif isinstance(x, int):
+            if x.bit_length() > 63:
+                problems.append(Problem(where, f"an integer of {x.bit_length()} bits (at most 64-bit integers)"))
+        elif isinstance(x, str):
+            if len(x) > str_cap:
+                problems.append(Problem(where, f"a string of {len(x)} characters (bound string_chars {str_cap})"))
+            elif "\0" in x:
+                problems.append(Problem(where, "contains a NUL character"))
+            else:
+                pos = _surrogate(x)
+                if pos is not None:
+                    problems.append(Problem(where, f"contains a lone surrogate at character {pos} (not Unicode "
+                                                   f"text)"))
+        else:
+            problems.append(Problem(where, f"unsupported value of type {type(x).__name__}"))
+    return sorted(problems, key=lambda p: p.key)
+
+
+_UNSAFE_WHY = {
+    "trust": "trust cannot come from a file: a spec is as untrusted as a checkpoint. Trust a checkpoint on the "
+             "command line with --trust-checkpoint NAME",
+    "trust_remote_code": "refused: it would run code shipped with the files; DIFE never does",
+    "auto_map": "refused: it names code to import from the files; DIFE never does",
+}
+
+
+def _bounded_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def option_problems(opts: Any, key: str) -> list:
+    """Bounds on the numbers of an options table (dataset, interface, card
+    config, trigger params): step counts (``*steps*`` keys) by ``steps``,
+    seeds by ``seed``, image sides by ``dataset_image_size``, any other count
+    by ``population``."""
+    problems: list = []
+    todo = [(opts, key, 0)]
+    while todo:
+        x, k, depth = todo.pop()
+        if depth > limit("nesting_depth"):
+            continue
+        if isinstance(x, dict):
+            todo.extend((v, _join(k, kk), depth + 1) for kk, v in x.items() if isinstance(kk, str))
+            continue
+        if isinstance(x, (list, tuple)):
+            todo.extend((v, f"{k}[{i}]", depth + 1) for i, v in enumerate(x))
+            continue
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            continue
+        name = k.rsplit(".", 1)[-1].split("[", 1)[0].lower()
+        if "steps" in name:
+            bound, cap = "steps", limit("steps")
+        elif "seed" in name:
+            bound, cap = "seed", limit("seed")
+        elif name == "image_size":
+            bound, cap = "dataset_image_size", limit("dataset_image_size")
+        elif _bounded_int(x) or (isinstance(x, float) and x.is_integer() and abs(x) > 1):
+            bound, cap = "population", limit("population")
+        else:
+            continue
+        if isinstance(x, float) and math.isfinite(x) and abs(x) > cap:
+            problems.append(Problem(k, f"{x!r} is beyond the bound {bound} ({cap}); raise it with --limit "
+                                       f"{bound}=N"))
+        elif _bounded_int(x) and abs(x) > cap:
+            problems.append(Problem(k, f"{x} is beyond the bound {bound} ({cap}); raise it with --limit {bound}=N"))
+    return problems
 
 
 # -- structural parsing ---------------------------------------------------------------
@@ -234,10 +426,13 @@ def _table(d: dict, k: str, key: str, problems: list, *, required=False) -> Opti
     return v
 
 
-def _num(d: dict, k: str, default, key: str, problems: list, *, kind=float, low=None, high=None):
+def _num(d: dict, k: str, default, key: str, problems: list, *, kind=float, low=None, high=None,
+         bound: Optional[str] = None):
     if k not in d:
         return default
     v = d[k]
+    if bound is not None:
+        high = limit(bound)
     ok = isinstance(v, (int, float)) and not isinstance(v, bool)
     if kind is int:
         ok = isinstance(v, int) and not isinstance(v, bool)
@@ -246,7 +441,8 @@ def _num(d: dict, k: str, default, key: str, problems: list, *, kind=float, low=
         return default
     if (low is not None and v < low) or (high is not None and v > high):
         rng = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
-        problems.append(Problem(key, f"must be in {rng}, got {v!r}"))
+        more = f" (bound {bound}; raise it with --limit {bound}=N)" if bound else ""
+        problems.append(Problem(key, f"must be in {rng}, got {v!r}{more}"))
         return default
     return kind(v)
 
@@ -275,11 +471,18 @@ def _bool(d: dict, k: str, default, key: str, problems: list):
     return d[k]
 
 
+def _exists(p) -> bool:
+    try:
+        return os.path.exists(p)
+    except (OSError, ValueError):
+        return False
+
+
 def _resolve_source(source: str, base_dir: Optional[Path]) -> str:
     if base_dir is None or os.path.isabs(source):
         return source
     cand = base_dir / source
-    return str(cand.resolve()) if cand.exists() else source
+    return str(cand.resolve()) if _exists(cand) else source
 
 
 def _checkpoint(d, key: str, base_dir, problems: list) -> Optional[CheckpointSpec]:
@@ -290,14 +493,21 @@ def _checkpoint(d, key: str, base_dir, problems: list) -> Optional[CheckpointSpe
     source = _str(d, "source", None, f"{key}.source", problems, required=True)
     if source is None:
         return None
+    if any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in source.split("/")):
+        problems.append(Problem(f"{key}.source", "a path component longer than 255 bytes (no file system has one)"))
+        return None
     source = _resolve_source(source, base_dir)
     default_name = Path(source.rstrip("/")).name or source
     name = _str(d, "name", default_name, f"{key}.name", problems)
+    if isinstance(name, str) and len(name) > limit("name_chars"):
+        problems.append(Problem(f"{key}.name", f"a name of {len(name)} characters (bound name_chars "
+                                               f"{limit('name_chars')})"))
+        name = name[:limit("name_chars")]
     if CONTROL_SEP in name:
         problems.append(Problem(f"{key}.name", f"{name!r} contains {CONTROL_SEP!r}, reserved for control rows "
                                                f"(clean{CONTROL_SEP}<checkpoint>)"))
     loader = _str(d, "loader", "auto", f"{key}.loader", problems)
-    trust = _bool(d, "trust", False, f"{key}.trust", problems)
+    # ``trust`` is never read: value_problems refuses any value but false (older spec.toml files)
     options = _table(d, "options", f"{key}.options", problems) or {}
     attack = d.get("attack")
     if attack is not None and not isinstance(attack, dict):
@@ -305,7 +515,7 @@ def _checkpoint(d, key: str, base_dir, problems: list) -> Optional[CheckpointSpe
         attack = None
     if attack is not None:
         problems.extend(check_attack_card(attack, f"{key}.attack", registry=False))
-    return CheckpointSpec(name=name, source=source, loader=loader, trust=trust, options=dict(options),
+    return CheckpointSpec(name=name, source=source, loader=loader, options=dict(options),
                           attack=dict(attack) if attack is not None else None)
 
 
@@ -313,13 +523,18 @@ def _parse(data: Any, base_dir: Optional[Path], problems: list) -> AuditSpec:
     if not isinstance(data, dict):
         problems.append(Problem("(top)", f"the spec must be a table, got {type(data).__name__}"))
         data = {}
+    generic = value_problems(data)
+    problems.extend(generic)
+    if any(not p.unsafe for p in generic):  # malformed values: stop before reading them (no cascade)
+        return AuditSpec(checkpoints=(), populations=PopulationSpec(dataset=""))
     _unknown(data, _TOP, "", problems)
-    seed = _num(data, "seed", 0, "seed", problems, kind=int, low=0)
+    seed = _num(data, "seed", 0, "seed", problems, kind=int, low=0, bound="seed")
     device = _str(data, "device", "cpu", "device", problems)
     if isinstance(device, str) and device.split(":")[0] not in ("cpu", "cuda", "mps", "xpu"):
         problems.append(Problem("device", f"unknown device {device!r}; use cpu, cuda or cuda:N"))
-    batch_size = _num(data, "batch_size", 256, "batch_size", problems, kind=int, low=1)
-    ranking_chunk = _num(data, "ranking_chunk", 4096, "ranking_chunk", problems, kind=int, low=1)
+    batch_size = _num(data, "batch_size", 256, "batch_size", problems, kind=int, low=1, bound="batch_size")
+    ranking_chunk = _num(data, "ranking_chunk", 4096, "ranking_chunk", problems, kind=int, low=1,
+                         bound="ranking_chunk")
     controls = _bool(data, "controls", True, "controls", problems)
     templates = _str(data, "templates", "first", "templates", problems, choices=("first", "all"))
     interfaces: Any = data.get("interfaces", "all")
@@ -338,6 +553,7 @@ def _parse(data: Any, base_dir: Optional[Path], problems: list) -> AuditSpec:
     _unknown(pop, _POP, "populations", problems)
     dataset = _str(pop, "dataset", "", "populations.dataset", problems, required=bool(pop) or "populations" in data)
     popts = _table(pop, "options", "populations.options", problems) or {}
+    problems.extend(option_problems(popts, "populations.options"))
     populations = PopulationSpec(dataset=dataset or "", options=dict(popts))
 
     clean = None
@@ -351,6 +567,9 @@ def _parse(data: Any, base_dir: Optional[Path], problems: list) -> AuditSpec:
         problems.append(Problem("checkpoints", "missing: give at least one [[checkpoints]] table"))
     elif not isinstance(raw_ck, list) or not raw_ck:
         problems.append(Problem("checkpoints", "must be a non-empty array of tables ([[checkpoints]])"))
+    elif len(raw_ck) > limit("checkpoints"):
+        problems.append(Problem("checkpoints", f"{len(raw_ck)} checkpoints (bound checkpoints "
+                                               f"{limit('checkpoints')}; raise it with --limit checkpoints=N)"))
     else:
         for i, c in enumerate(raw_ck):
             ck = _checkpoint(c, f"checkpoints[{i}]", base_dir, problems)
@@ -390,6 +609,8 @@ def _parse(data: Any, base_dir: Optional[Path], problems: list) -> AuditSpec:
     for k, v in iopts.items():
         if not isinstance(v, dict):
             problems.append(Problem(f"interface_options.{k}", "must be a table of options"))
+        else:
+            problems.extend(option_problems(v, f"interface_options.{_label(k)}"))
     return AuditSpec(
         checkpoints=tuple(ckpts), populations=populations, clean=clean, interfaces=interfaces, seed=seed,
         device=device, batch_size=batch_size, controls=controls, templates=templates,
@@ -412,6 +633,12 @@ def check_attack_card(card: Any, key: str, *, registry: bool = True) -> list:
     problems: list = []
     if not isinstance(card, dict):
         return [Problem(key, f"must be a table (an attack card), got {type(card).__name__}")]
+    generic = value_problems(card, key)
+    if generic:  # NaN, lone surrogates, huge values: the card is not read further
+        return generic
+    for part in ("config", "trigger"):
+        if isinstance(card.get(part), dict):
+            problems.extend(option_problems(card[part], f"{key}.{part}"))
     # cards are extensible (attack plugins add keys): only the keys the engine reads are checked
     _str(card, "attack", None, f"{key}.attack", problems, required=True)
     for role in ("source", "target"):
@@ -453,8 +680,8 @@ def check_attack_card(card: Any, key: str, *, registry: bool = True) -> list:
         elif ch in ("image", "text") and fams[name].channel != ch:
             problems.append(Problem(f"{key}.trigger.channel",
                                     f"trigger family {name!r} acts on the {fams[name].channel} channel, not {ch}"))
-        elif isinstance(params, dict):
-            try:
+        elif isinstance(params, dict) and not problems:
+            try:  # families check their bounds before allocating anything
                 fams[name].make(**params)
             except Exception as e:  # the family rejects its parameters
                 problems.append(Problem(f"{key}.trigger.params", f"rejected by trigger family {name!r}: {e}"))
@@ -478,8 +705,8 @@ def validate_spec(spec) -> list:
     if not isinstance(spec, AuditSpec):
         try:
             spec = load_spec(spec) if isinstance(spec, (str, os.PathLike)) else AuditSpec.from_dict(spec)
-        except InvalidInputError as e:
-            return [Problem("(spec)", str(e))]
+        except (InvalidInputError, UnsafeCheckpointError) as e:
+            return [Problem("(spec)", str(e), unsafe=isinstance(e, UnsafeCheckpointError))]
     reg = get_registry()
     problems: list = []
     ifaces = reg.all("interfaces")
@@ -499,10 +726,14 @@ def validate_spec(spec) -> list:
     elif spec.populations.dataset:
         ds = datasets[spec.populations.dataset]
         if ds.options:
-            for k in spec.populations.options:
+            for k, v in spec.populations.options.items():
                 if k not in ds.options:
-                    problems.append(Problem(f"populations.options.{k}",
+                    problems.append(Problem(f"populations.options.{_label(k)}",
                                             f"dataset {ds.name!r} has no option {k!r}; {available(ds.options)}"))
+                elif not _like(v, ds.options[k]):
+                    problems.append(Problem(f"populations.options.{_label(k)}",
+                                            f"must be {_kind(ds.options[k])} like its default "
+                                            f"{ds.options[k]!r}, got {v!r:.60}"))
     loaders = reg.all("model_loaders")
     rows = ([("clean", spec.clean)] if spec.clean is not None else []) + \
         [(f"checkpoints[{i}]", c) for i, c in enumerate(spec.checkpoints)]
@@ -511,7 +742,12 @@ def validate_spec(spec) -> list:
             problems.append(Problem(f"{key}.loader", f"unknown loader {c.loader!r}; auto or {available(loaders)}"))
             continue
         card = c.attack
-        if is_checkpoint(c.source):
+        try:
+            is_ckpt = is_checkpoint(c.source)
+        except (OSError, ValueError) as e:
+            problems.append(Problem(f"{key}.source", f"cannot be read ({type(e).__name__}: {str(e)[:120]})"))
+            continue
+        if is_ckpt:
             try:
                 m = read_manifest(c.source)
                 if card is None and key != "clean":
@@ -519,13 +755,34 @@ def validate_spec(spec) -> list:
             except DifeError as e:
                 problems.append(Problem(f"{key}.source", str(e)))
         elif c.loader == "auto" and not _sniffed(c.source, loaders):
-            where = "is not an existing file or folder and " if not Path(c.source).exists() else ""
+            where = "is not an existing file or folder and " if not _exists(c.source) else ""
             problems.append(Problem(f"{key}.source", f"{c.source!r} {where}no loader recognises it; "
                                                      f"set loader to one of: {', '.join(sorted(loaders)) or '(none)'}"))
         if key != "clean" and card is not None:
             problems.extend(check_attack_card(card, f"{key}.attack" if c.attack is not None else
                                               f"{key} (manifest attack card)"))
     return problems
+
+
+def _kind(default) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(type(default), "a list")
+
+
+def _like(value, default) -> bool:
+    """``value`` has the type of a dataset option's documented default (None: anything)."""
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return True
 
 
 def _sniffed(source: str, loaders: dict) -> bool:

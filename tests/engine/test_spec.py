@@ -89,9 +89,26 @@ def test_dife_validate_command(tmp_path, hand):
     good.write_text(AuditSpec.from_dict(spec_dict()).to_toml())
     r = CliRunner().invoke(build_cli(), ["validate", str(good)])
     assert r.exit_code == 0, r.output
-    assert "OK" in r.output and "8 interface(s)" in r.output
+    from dife_core.plugins import get_registry
+
+    n = len(AuditSpec.from_dict(spec_dict()).interface_ids(get_registry().all("interfaces")))
+    assert "OK" in r.output and f"{n} interface(s)" in r.output
     bad = tmp_path / "bad.toml"
     bad.write_text(AuditSpec.from_dict(spec_dict()).to_toml().replace('interfaces = "all"', 'interfaces = ["nope"]'))
     r = CliRunner().invoke(build_cli(), ["validate", str(bad)])
     assert r.exit_code != 0
     assert "interfaces[0]" in str(r.exception) and "zero-shot-classification" in str(r.exception)
+
+
+def test_dataset_option_types_and_unsafe_keys_are_reported(hand):
+    d = spec_dict()
+    d["populations"]["options"]["n"] = "six"
+    problems = {p.key: p for p in validate_spec(d)}
+    assert "must be an integer like its default 6" in problems["populations.options.n"].message
+    d = spec_dict()
+    d["checkpoints"] = [dict(d["checkpoints"][0], options={"auto_map": {"AutoTokenizer": "evil.Tok"}})]
+    (p,) = validate_spec(d)
+    assert p.unsafe and "checkpoints[0].options.auto_map" in p.message
+    ok = spec_dict()
+    ok["checkpoints"] = [dict(ok["checkpoints"][0], trust=False)]  # older spec.toml files carry it
+    assert validate_spec(ok) == []

@@ -16,9 +16,21 @@ trigger registry is built (``dife triggers`` must not import torch).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Sequence
 
 from dife_core.types import Trigger
+from dife_core.untrusted import LIMITS, limit
+
+#: Bounds on trigger parameters (attack cards are untrusted): checked when a
+#: family is made, before anything is allocated; ``--limit KEY=N`` raises them.
+TRIGGER_LIMITS = {
+    "trigger_grid": 64,  # WaNet control-grid side (the field is grid_size^2 x 2)
+    "trigger_frequency": 4096,  # SIG periods across the image
+    "trigger_text_chars": 1024,  # characters of a text trigger token or sentence
+}
+for _k, _v in TRIGGER_LIMITS.items():
+    LIMITS.setdefault(_k, _v)
 
 PATCH_PATTERNS = ("random", "checkerboard", "solid")
 PATCH_LOCATIONS = ("random", "fixed")
@@ -31,8 +43,34 @@ def _choice(name: str, value, choices: Sequence) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
 
 
+def _real(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number; got {value!r:.80}")
+    return float(value)
+
+
+def _count(name: str, value, *, low: int, bound: str) -> int:
+    """An integer parameter in [low, limit(bound)] (an integral float is accepted)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and math.isfinite(value) \
+            and float(value).is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer; got {value!r}")
+    cap = limit(bound)
+    if not (low <= value <= cap):
+        raise ValueError(f"{name} must be in [{low}, {cap}]; got {value!r} (bound {bound}; raise it with "
+                         f"--limit {bound}=N)")
+    return int(value)
+
+
+def _seed(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not (0 <= value < 2**63):
+        raise ValueError(f"pattern_seed must be an integer in [0, 2^63); got {value!r:.80}")
+    return int(value)
+
+
 def _fraction(name: str, value: float, *, low: float = 0.0, high: float = 1.0) -> float:
-    v = float(value)
+    v = _real(name, value)
     if not (low < v <= high):
         raise ValueError(f"{name} must be in ({low}, {high}]; got {value!r}")
     return v
@@ -72,9 +110,10 @@ def make_patch(size: float = 0.125, pattern: str = "random", location: str = "fi
     _choice("pattern", pattern, PATCH_PATTERNS)
     _choice("location", location, PATCH_LOCATIONS)
     _choice("corner", corner, CORNERS)
-    color = tuple(float(c) for c in color)
-    if len(color) != 3:
-        raise ValueError(f"color must have 3 values (RGB in [0, 1]); got {color!r}")
+    pattern_seed = _seed(pattern_seed)
+    if not isinstance(color, (list, tuple)) or len(color) != 3:
+        raise ValueError(f"color must have 3 values (RGB in [0, 1]); got {color!r:.80}")
+    color = tuple(_real("color", c) for c in color)
 
     def stamp_pattern(px: int):
         import torch
@@ -118,6 +157,7 @@ def make_blend(alpha: float = 0.2, pattern: str = "random", pattern_seed: int = 
     """
     alpha = _fraction("alpha", alpha)
     _choice("pattern", pattern, BLEND_PATTERNS)
+    pattern_seed = _seed(pattern_seed)
 
     def apply(pixels, *, seed: int = 0):
         import torch
@@ -144,9 +184,10 @@ def make_sig(delta: float = 0.08, frequency: float = 6.0):
     ``frequency`` the number of periods across the image width.
     """
     delta = _fraction("delta", delta)
-    frequency = float(frequency)
-    if frequency <= 0:
-        raise ValueError(f"frequency must be > 0; got {frequency!r}")
+    frequency = _real("frequency", frequency)
+    if not (0 < frequency <= limit("trigger_frequency")):
+        raise ValueError(f"frequency must be in (0, {limit('trigger_frequency')}]; got {frequency!r} (bound "
+                         f"trigger_frequency)")
 
     def apply(pixels, *, seed: int = 0):
         import torch
@@ -169,12 +210,11 @@ def make_wanet(grid_size: int = 4, strength: float = 0.5, pattern_seed: int = 0)
     scaled by ``strength / H``, WaNet's warping grid; pixels are resampled
     bilinearly.
     """
-    grid_size = int(grid_size)
-    if grid_size < 2:
-        raise ValueError(f"grid_size must be >= 2; got {grid_size!r}")
-    strength = float(strength)
+    grid_size = _count("grid_size", grid_size, low=2, bound="trigger_grid")  # before the field is allocated
+    strength = _real("strength", strength)
     if strength <= 0:
         raise ValueError(f"strength must be > 0; got {strength!r}")
+    pattern_seed = _seed(pattern_seed)
 
     def apply(pixels, *, seed: int = 0):
         import torch
@@ -200,7 +240,10 @@ def make_wanet(grid_size: int = 4, strength: float = 0.5, pattern_seed: int = 0)
 
 def _check_token(token) -> str:
     if not isinstance(token, str) or not token.strip():
-        raise ValueError(f"token must be a non-empty string; got {token!r}")
+        raise ValueError(f"token must be a non-empty string; got {token!r:.80}")
+    cap = limit("trigger_text_chars")
+    if len(token) > cap:
+        raise ValueError(f"token has {len(token)} characters, more than {cap} (bound trigger_text_chars)")
     return token.strip()
 
 

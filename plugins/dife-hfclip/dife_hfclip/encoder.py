@@ -90,7 +90,10 @@ class HFClipEncoder(DualEncoder):
         arch = self.architecture
         kw = {"padding": arch.get("padding", self.family.padding), "truncation": True,
               "max_length": arch.get("max_length"), "return_tensors": "pt"}
-        enc = self.tokenizer(list(strings), **kw)
+        from dife_core.untrusted import foreign_call
+
+        with foreign_call(self.name, "the tokenizer"):  # a Rust panic is a BaseException
+            enc = self.tokenizer(list(strings), **kw)
         return {k: enc[k] for k in arch.get("text_inputs", self.family.text_inputs) if k in enc}
 
     def _image_forward(self, pixels):

@@ -2,18 +2,19 @@
 
 Sources: a ``save_pretrained`` folder (``config.json`` + weights + tokenizer
 files), ``hf-hub:org/repo`` or a bare ``org/repo`` id that is in the local
-cache. The config is read as JSON and the model class is chosen from
-DIFE's family table by ``model_type``; ``trust_remote_code`` is never set, and
-a config whose ``auto_map`` points at custom code is reported, not executed.
+cache. The config is read as JSON, checked by the untrusted-config gate
+(:mod:`dife_core.untrusted`: bounds on every size, no ``auto_map`` or
+``trust_remote_code`` -- refused, exit 3) and the model class is chosen from
+DIFE's family table by ``model_type``; ``trust_remote_code`` is never set.
+The model is first built on the ``meta`` device and refused when it would be
+larger than its weights.
 Weights go through :mod:`dife_core.safeload` (safetensors header checks,
 weights_only pickle), never through ``from_pretrained``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -33,7 +34,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "mer
 
 
 class RemoteCodeWarning(UserWarning):
-    """A config asks for custom code (``auto_map``); DIFE ignores it."""
+    """Kept for compatibility: a config asking for custom code is now refused."""
 
 
 # -- where the files are ----------------------------------------------------------
@@ -50,7 +51,12 @@ class _Files:
             raise InvalidInputError(f"{self.label}: refusing file name {filename!r} (not a plain file name inside the model).")
         if self.folder is not None:
             p = self.folder / filename
-            return p if p.is_file() else None
+            if not p.is_file():
+                return None
+            from dife_core.untrusted import containing_root, inside
+
+            inside(containing_root(self.folder), p, self.label, filename)  # a symlink may not lead out of the folder
+            return p
         from huggingface_hub import try_to_load_from_cache
 
         try:
@@ -68,13 +74,9 @@ class _Files:
 
 
 def _read_json(path: Path, label: str) -> dict:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InvalidInputError(f"{label}: {path.name} is not valid JSON ({e}).") from e
-    if not isinstance(data, dict):
-        raise InvalidInputError(f"{label}: {path.name} must be a JSON object.")
-    return data
+    from dife_core.untrusted import load_json
+
+    return load_json(path, Path(path).name, where=f"{label}/{Path(path).name}")
 
 
 def _files_for(source: str, options: dict) -> _Files:
@@ -108,21 +110,24 @@ def read_config(files: _Files) -> tuple:
         where = "the local Hugging Face cache" if files.repo else files.label
         raise NotFoundError(f"{files.label}: {CONFIG} not found in {where}; DIFE never downloads.",
                             hint="Use a save_pretrained folder, or fetch the repo on a connected machine and copy the cache (HF_HOME).")
+    from dife_core.untrusted import check_hf_config, check_hf_preprocessor, refuse_code_and_network
+
     cfg = _read_json(path, files.label)
-    notes = []
-    for where, data in (("config.json", cfg), ("tokenizer_config.json", _maybe_json(files, "tokenizer_config.json")),
-                        (PREPROCESSOR, _maybe_json(files, PREPROCESSOR))):
-        if data and data.get("auto_map"):
-            notes.append(f"{where} has auto_map {json.dumps(data['auto_map'], sort_keys=True)} (custom code); "
-                         f"ignored: DIFE never sets trust_remote_code")
+    check_hf_config(cfg, f"{files.label}/{CONFIG}")
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        p = files.get(name)
+        if p is not None:
+            refuse_code_and_network(_read_json(p, files.label), f"{files.label}/{name}")
+    p = files.get(PREPROCESSOR)
+    if p is not None:
+        check_hf_preprocessor(_read_json(p, files.label), f"{files.label}/{PREPROCESSOR}")
+    notes: list = []
     model_type = cfg.get("model_type")
     family = family_for(model_type) if isinstance(model_type, str) else None
     if family is None:
         raise InvalidInputError(
             f"{files.label}: model_type {model_type!r} is not a CLIP-like family DIFE knows; "
             f"supported: {', '.join(sorted(FAMILIES))}.")
-    for n in notes:
-        warnings.warn(f"{files.label}: {n}", RemoteCodeWarning, stacklevel=3)
     return cfg, family, notes
 
 
@@ -130,10 +135,7 @@ def _maybe_json(files: _Files, name: str) -> Optional[dict]:
     p = files.get(name)
     if p is None:
         return None
-    try:
-        return _read_json(p, files.label)
-    except InvalidInputError:
-        return None
+    return _read_json(p, files.label)
 
 
 def build_config(family: Family, cfg: dict):
@@ -142,15 +144,53 @@ def build_config(family: Family, cfg: dict):
     cls = getattr(transformers, family.config_class)
     clean = {k: v for k, v in cfg.items() if k not in ("auto_map",)}
     try:
-        return cls.from_dict(clean)
-    except (TypeError, ValueError, KeyError) as e:
-        raise InvalidInputError(f"{family.model_type} config is invalid: {e}.") from e
+        config = cls.from_dict(clean)
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise InvalidInputError(f"{family.model_type} config is invalid: {str(e)[:200]}.") from None
+    # the attention backend is ours to choose: other values name kernels on the hub
+    for c in (config, getattr(config, "text_config", None), getattr(config, "vision_config", None)):
+        if c is not None:
+            try:
+                c._attn_implementation = "sdpa"
+            except Exception:  # older transformers: a plain attribute
+                pass
+    return config
 
 
 def build_model(family: Family, config):
     import transformers
 
     return getattr(transformers, family.model_class)(config)
+
+
+def check_size(family: Family, config, where: str, *, weights_elements: int) -> None:
+    """Build on ``meta`` (no memory) and refuse a model larger than its weights."""
+    from dife_core.untrusted import check_model_size
+
+    check_model_size(lambda: build_model(family, config), where, weights_elements=weights_elements)
+
+
+def _weight_elements(files: "_Files") -> Optional[int]:
+    """Elements in the safetensors weights, from their headers (None for pickles: counted after loading)."""
+    from dife_core.safeload import validate_safetensors
+
+    p = files.get(SAFE_WEIGHTS)
+    if p is not None:
+        return validate_safetensors(p).numel()
+    if files.get(PICKLE_WEIGHTS) is not None:
+        return None
+    ip = files.get(SAFE_INDEX)
+    if ip is not None:
+        wmap = _read_json(ip, files.label).get("weight_map")
+        if isinstance(wmap, dict) and wmap:
+            total = 0
+            for shard in sorted(set(map(str, wmap.values()))):
+                sp = files.get(shard)
+                if sp is None:
+                    raise NotFoundError(f"{files.label}: shard {shard!r} named in {SAFE_INDEX} is missing.")
+                total += validate_safetensors(sp).numel()
+            return total
+    return None
 
 
 # -- preprocessing ---------------------------------------------------------------
@@ -243,15 +283,28 @@ def _require_tokenizer_files(files: "_Files") -> None:
 
 
 def load_tokenizer(source: str, label: str):
-    """AutoTokenizer from local files only, without remote code."""
+    """AutoTokenizer from local files only, without remote code; a tokenizer
+    that fails or panics (Rust ``PanicException`` is a BaseException) while
+    loading or on a probe sentence is refused."""
     from transformers import AutoTokenizer
 
+    from dife_core.untrusted import foreign_call
+
     try:
-        return AutoTokenizer.from_pretrained(source, local_files_only=True, trust_remote_code=False)
+        tok = AutoTokenizer.from_pretrained(source, local_files_only=True, trust_remote_code=False)
     except Exception as e:  # missing files, unknown class, remote code request
+        text = str(e).splitlines()
         raise NotFoundError(
-            f"{label}: could not load its tokenizer from local files ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-            f"expected one of {', '.join(TOKENIZER_FILES)}.") from e
+            f"{label}: could not load its tokenizer from local files ({type(e).__name__}: {text[0][:200] if text else ''}); "
+            f"expected one of {', '.join(TOKENIZER_FILES)}.") from None
+    except BaseException as e:  # noqa: B036 -- a Rust panic
+        if isinstance(e, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+            raise
+        raise InvalidInputError(f"{label}: its tokenizer files make the tokenizer library fail "
+                                f"({type(e).__name__}: {str(e)[:200]}); refused.") from None
+    with foreign_call(label, "the tokenizer on a probe sentence"):
+        tok(["a photo of a cat."], padding=True, truncation=True, max_length=16)
+    return tok
 
 
 # -- public entry points -------------------------------------------------------
@@ -289,12 +342,21 @@ def load(source: str, *, trust: bool = False, device: str = "cpu", name: Optiona
         files = _files_for(source, options)
         cfg, family, notes = read_config(files)
         config = build_config(family, cfg)
+        where = f"{files.label}/{CONFIG}"
+        n = _weight_elements(files)
+        if n is not None:
+            check_size(family, config, where, weights_elements=n)
         sd, paths = load_weights(files, trust=trust)
+        if n is None:
+            check_size(family, config, where, weights_elements=sum(v.numel() for v in sd.values()))
         _require_tokenizer_files(files)
         tokenizer = load_tokenizer(files.tokenizer_source, files.label)
         model = build_model(family, config)
         fit_state_dict(model, sd, where=files.label)
-        pp = preprocess_from(family, config, _maybe_json(files, PREPROCESSOR))
+        try:
+            pp = preprocess_from(family, config, _maybe_json(files, PREPROCESSOR))
+        except (TypeError, ValueError, KeyError) as e:
+            raise InvalidInputError(f"{files.label}/{PREPROCESSOR}: unusable preprocessing ({str(e)[:200]}).") from None
     default = files.repo.split("/")[-1] if files.repo else files.folder.name
     enc = HFClipEncoder(model, tokenizer, pp, family=family, architecture=_architecture(family, config, notes),
                         name=name or default)
@@ -310,20 +372,39 @@ def load(source: str, *, trust: bool = False, device: str = "cpu", name: Optiona
 def from_manifest(manifest: dict, weights_path, *, trust: bool = False, device: str = "cpu"):
     """Rebuild an HFClipEncoder from a DIFE checkpoint (safetensors + tokenizer files)."""
     from dife_core.model import Preprocess
-    from dife_core.safeload import load_safetensors
+    from dife_core.safeload import load_safetensors, validate_safetensors
+    from dife_core.untrusted import asset_path, check_hf_config, limit, refuse_code_and_network
 
     from .encoder import HFClipEncoder
 
     arch = manifest["architecture"]
-    family = family_for(arch.get("family"))
-    if family is None:
-        raise InvalidInputError(f"manifest names unknown hfclip family {arch.get('family')!r}; supported: {', '.join(sorted(FAMILIES))}.")
     folder = Path(weights_path).parent
+    where = str(folder / "dife.json")
+    refuse_code_and_network(arch, where)
+    family = family_for(arch.get("family")) if isinstance(arch.get("family"), str) else None
+    if family is None:
+        raise InvalidInputError(f"{where}: key architecture.family {str(arch.get('family'))[:40]!r} is not an hfclip family; "
+                                f"supported: {', '.join(sorted(FAMILIES))}.")
+    if not isinstance(arch.get("config"), dict):
+        raise InvalidInputError(f"{where}: key architecture.config must be an object (the transformers config).")
+    for k, typ in (("padding", str), ("max_length", int), ("text_inputs", list)):
+        if arch.get(k) is not None and not isinstance(arch[k], typ):
+            raise InvalidInputError(f"{where}: key architecture.{k} has the wrong type.")
+    if isinstance(arch.get("max_length"), int) and not 1 <= arch["max_length"] <= limit("context_length"):
+        raise InvalidInputError(f"{where}: key architecture.max_length must be 1..{limit('context_length')} "
+                                f"(limit context_length).")
+    if arch.get("padding") not in (None, "longest", "max_length"):
+        raise InvalidInputError(f"{where}: key architecture.padding must be 'longest' or 'max_length'.")
+    check_hf_config(arch["config"], where)
     tok_rel = (manifest.get("assets") or {}).get("tokenizer", "tokenizer")
-    tok_dir = folder / tok_rel
-    if Path(tok_rel).name != tok_rel or not tok_dir.is_dir():
+    tok_dir = asset_path(folder, tok_rel, where, "assets.tokenizer")
+    if not tok_dir.is_dir():
         raise InvalidInputError(f"{folder}: hfclip checkpoint lacks its tokenizer folder {tok_rel!r}.")
+    for name in ("tokenizer_config.json", "special_tokens_map.json", "config.json"):
+        if (tok_dir / name).is_file():
+            refuse_code_and_network(_read_json(tok_dir / name, str(tok_dir)), str(tok_dir / name))
     config = build_config(family, arch["config"])
+    check_size(family, config, where, weights_elements=validate_safetensors(weights_path).numel())
     model = build_model(family, config)
     fit_state_dict(model, load_safetensors(weights_path), where=str(weights_path))
     from dife_core.loading import offline_hub
@@ -357,10 +438,27 @@ def sniff(source: str) -> bool:
         cfg_path = files.get(CONFIG)
         if cfg_path is None:
             return False
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-        return isinstance(cfg, dict) and cfg.get("model_type") in FAMILIES
+        cfg = _read_json(cfg_path, files.label)
+        return cfg.get("model_type") in FAMILIES
     except Exception:
         return False
+
+
+def describe(source: str, keys=None) -> Optional[dict]:
+    """For ``dife inspect``: a transformers folder's format and branch prefixes
+    (every supported family), or None when ``source`` is not one."""
+    prefixes = {"visual_prefixes": tuple(sorted({p for f in FAMILIES.values() for p in f.visual_prefixes})),
+                "text_prefixes": tuple(sorted({p for f in FAMILIES.values() for p in f.text_prefixes})),
+                "exclude_suffixes": ("logit_scale", "logit_bias")}
+    p = Path(str(source)).expanduser()
+    try:
+        if p.is_dir() and (p / CONFIG).is_file() and not (p / "open_clip_config.json").is_file():
+            return {"format": "hf-pretrained-folder", **prefixes}
+    except OSError:
+        return None
+    if keys is not None and any(str(k).startswith(prefixes["visual_prefixes"]) for k in keys):
+        return {"format": None, **prefixes}
+    return None
 
 
 def wrap_model(model, tokenizer, *, name: str = "model", preprocessor_config: Optional[dict] = None):

@@ -38,38 +38,80 @@ def _plant_remote_code(folder, sentinel, model_type=None):
     (folder / "tokenizer_config.json").write_text(json.dumps(tc))
 
 
-def test_auto_map_is_reported_never_executed(clip_folder, sentinel, monkeypatch, capsys):
-    from transformers import AutoTokenizer
-
-    from dife_hfclip.loader import RemoteCodeWarning
+def test_auto_map_is_refused_never_executed(clip_folder, sentinel, capsys):
+    from dife_core.cli import main
+    from dife_core.errors import UnsafeCheckpointError
 
     folder, _ = clip_folder
     _plant_remote_code(folder, sentinel)
-    seen = []
-    real = AutoTokenizer.from_pretrained.__func__
-
-    def spy(cls, *a, **k):
-        seen.append(k)
-        return real(cls, *a, **k)
-
-    monkeypatch.setattr(AutoTokenizer, "from_pretrained", classmethod(spy))
-    with pytest.warns(RemoteCodeWarning, match="auto_map"):
-        enc = load_model(str(folder))
-    assert any("trust_remote_code" in n for n in enc.notes)
-    assert all(k.get("trust_remote_code") is False for k in seen)
-    assert enc.architecture["notes"]
-    from dife_core.cli import main
-
-    main(["inspect", str(folder), "--json"])  # returns normally: exit 0
+    with pytest.raises(UnsafeCheckpointError, match=r"config\.json: key auto_map"):
+        load_model(str(folder))
+    with pytest.raises(SystemExit) as ei:
+        main(["inspect", str(folder), "--json"])
+    assert ei.value.code == 3
     rec = json.loads(capsys.readouterr().out)
-    assert rec["verdict"] == "safe" and any("auto_map" in n for n in rec["notes"])
+    assert rec["verdict"] == "refused" and "auto_map" in rec["error"]
+
+
+def test_auto_map_in_tokenizer_config_alone_is_refused(clip_folder, sentinel):
+    from dife_core.errors import UnsafeCheckpointError
+
+    folder, _ = clip_folder
+    (folder / "tokenization_evil.py").write_text(f"open({str(sentinel)!r}, 'w').close()\n")
+    tc = json.loads((folder / "tokenizer_config.json").read_text())
+    tc["auto_map"] = {"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]}
+    (folder / "tokenizer_config.json").write_text(json.dumps(tc))
+    with pytest.raises(UnsafeCheckpointError, match=r"tokenizer_config\.json: key auto_map"):
+        load_model(str(folder))
 
 
 def test_unknown_model_type_with_remote_code_is_refused(clip_folder, sentinel):
+    from dife_core.errors import UnsafeCheckpointError
+
     folder, _ = clip_folder
     _plant_remote_code(folder, sentinel, model_type="evil_clip")
-    with pytest.raises(InvalidInputError, match="'evil_clip'.*supported: clip, siglip"):
+    with pytest.raises(UnsafeCheckpointError, match="auto_map"):
         load_model(str(folder), loader="hfclip")
+
+
+def test_config_bombs_are_refused_before_building(clip_folder):
+    folder, _ = clip_folder
+    cfg = json.loads((folder / "config.json").read_text())
+    for section, key, value in (("text_config", "num_hidden_layers", 10**6), ("vision_config", "hidden_size", 10**6),
+                                ("text_config", "max_position_embeddings", 10**8)):
+        bad = json.loads(json.dumps(cfg))
+        bad[section][key] = value
+        (folder / "config.json").write_text(json.dumps(bad))
+        with pytest.raises(InvalidInputError, match=f"{section}.{key}"):
+            load_model(str(folder))
+    # within the bounds but larger than the weights: refused from the meta-device build
+    bad = json.loads(json.dumps(cfg))
+    bad["text_config"]["num_hidden_layers"] = 200
+    (folder / "config.json").write_text(json.dumps(bad))
+    with pytest.raises(InvalidInputError, match="larger than its weights"):
+        load_model(str(folder))
+
+
+def test_zero_std_preprocessing_is_refused(clip_folder):
+    folder, _ = clip_folder
+    (folder / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5] * 3, "image_std": [0.5, 0, 0.5]}))
+    with pytest.raises(InvalidInputError, match="image_std must be positive"):
+        load_model(str(folder))
+
+
+def test_tokenizer_panic_is_a_refusal(clip_folder, monkeypatch):
+    from transformers import AutoTokenizer
+
+    class PanicException(BaseException):  # what pyo3 raises for a Rust panic
+        pass
+
+    def panics(*a, **k):
+        raise PanicException("regex panicked")
+
+    folder, _ = clip_folder
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", panics)
+    with pytest.raises(InvalidInputError, match="PanicException"):
+        load_model(str(folder))
 
 
 def test_shard_index_cannot_escape_the_folder(clip_folder, tmp_path):

@@ -48,7 +48,10 @@ class OpenClipEncoder(DualEncoder):
         return name.startswith("visual.")
 
     def tokenize(self, strings) -> torch.Tensor:
-        return self.tokenizer(list(strings))
+        from dife_core.untrusted import foreign_call
+
+        with foreign_call(f"{self.name}", "the tokenizer"):  # a Rust panic is a BaseException
+            return self.tokenizer(list(strings))
 
     def _image_forward(self, pixels):
         return self.model.encode_image(pixels)
@@ -102,26 +105,39 @@ def build_tokenizer(architecture: dict, *, tokenizer_dir=None):
     ctx = text_cfg.get("context_length", 77)
     spec = dict(architecture.get("tokenizer") or {})
     kind = spec.get("kind")
+    kwargs = dict(text_cfg.get("tokenizer_kwargs") or {})
+    # only named, allow-listed arguments: nothing from a file reaches AutoTokenizer's **kwargs
+    hf_kwargs = {k: kwargs[k] for k in _HF_TOKENIZER_ARGS if k in kwargs}
     if tokenizer_dir is not None and kind in ("hf", "siglip", None):
         from open_clip.tokenizer import HFTokenizer
 
         return HFTokenizer(str(tokenizer_dir), context_length=ctx, tokenizer_mode=text_cfg.get("tokenizer_mode"),
-                           **dict(text_cfg.get("tokenizer_kwargs") or {}))
+                           trust_remote_code=False, local_files_only=True, **hf_kwargs)
     if kind is None:
         kind = "hf" if text_cfg.get("hf_tokenizer_name") else "simple"
-    kwargs = dict(text_cfg.get("tokenizer_kwargs") or {})
     if kind == "simple":
-        return _simple_tokenizer(ctx, tuple(sorted(kwargs.items())))
+        simple = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items() if k in _SIMPLE_TOKENIZER_ARGS}
+        return _simple_tokenizer(ctx, tuple(sorted(simple.items())))
     if kind == "hf":
         from open_clip.tokenizer import HFTokenizer
 
         name = spec.get("name") or text_cfg.get("hf_tokenizer_name")
-        return HFTokenizer(name, context_length=ctx, tokenizer_mode=text_cfg.get("tokenizer_mode"), **kwargs)
+        return HFTokenizer(name, context_length=ctx, tokenizer_mode=text_cfg.get("tokenizer_mode"),
+                           trust_remote_code=False, **hf_kwargs)
     if kind == "siglip":
-        from open_clip.tokenizer import SigLipTokenizer
+        # open_clip's SigLipTokenizer fetches its vocabulary over HTTP (fsspec): never from DIFE
+        from dife_core.errors import NotFoundError
 
-        return SigLipTokenizer(spec.get("variant", "c4-en"), context_length=ctx)
+        raise NotFoundError(
+            "the 'siglip' tokenizer kind downloads its vocabulary and DIFE never downloads; load the model from "
+            "files that carry their tokenizer (a DIFE checkpoint's tokenizer/ folder, an hf-hub: open_clip repo "
+            "or a transformers SigLIP folder).")
     raise ValueError(f"unknown tokenizer kind {kind!r} (known: simple, hf, siglip)")
+
+
+#: tokenizer arguments passed on by name (see dife_core.untrusted.TOKENIZER_KWARGS)
+_HF_TOKENIZER_ARGS = ("clean", "strip_sep_token", "language")
+_SIMPLE_TOKENIZER_ARGS = ("clean", "additional_special_tokens", "reduction_mask")
 
 
 @functools.lru_cache(maxsize=8)
@@ -129,7 +145,8 @@ def _simple_tokenizer(ctx: int, kwargs: tuple):
     """open_clip's bundled BPE; building it reads ~50k merges, so share one per setting."""
     from open_clip.tokenizer import SimpleTokenizer
 
-    return SimpleTokenizer(context_length=ctx, **dict(kwargs))
+    kw = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs}
+    return SimpleTokenizer(context_length=ctx, **kw)
 
 
 def preprocess_from(architecture: dict) -> Preprocess:

@@ -23,7 +23,6 @@ Nothing is ever downloaded: cached files are looked up with
 from __future__ import annotations
 
 import copy
-import json
 import os
 from pathlib import Path
 from typing import Optional
@@ -51,6 +50,10 @@ class Resolved:
     weights: Optional[Path]
     source_kind: str  # "pretrained-tag", "hf-hub", "local-dir", "custom-json", "weight-file"
     default_name: str
+    #: the file the architecture came from (None: open_clip's own built-in config, trusted)
+    config_file: Optional[str] = None
+    #: the folder that file's references must stay inside
+    base: Optional[Path] = None
 
 
 # -- small helpers -------------------------------------------------------------
@@ -60,25 +63,25 @@ def _is_weight_file(p: Path) -> bool:
 
 
 def _read_json(path: Path, what: str) -> dict:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise NotFoundError(f"{path}: {what} not found.") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InvalidInputError(f"{path}: {what} is not valid JSON ({e}).") from e
-    if not isinstance(data, dict):
-        raise InvalidInputError(f"{path}: {what} must be a JSON object.")
-    return data
+    from dife_core.untrusted import load_json
+
+    return load_json(path, what)
 
 
 def _split_config(data: dict, where: str) -> tuple:
     """(model_cfg, preprocess_cfg) from an open_clip_config.json or a bare model config."""
+    from dife_core.untrusted import check_preprocess, refuse_code_and_network
+
+    refuse_code_and_network(data, where)
     model_cfg = data.get("model_cfg", data)
     preprocess_cfg = data.get("preprocess_cfg", {}) if "model_cfg" in data else {}
     if not isinstance(model_cfg, dict) or "vision_cfg" not in model_cfg or "text_cfg" not in model_cfg:
         raise InvalidInputError(
             f"{where}: not an open_clip architecture config (needs embed_dim, vision_cfg and text_cfg, "
-            f"optionally wrapped in model_cfg); keys found: {sorted(data)[:10]}.")
+            f"optionally wrapped in model_cfg); keys found: {sorted(map(str, data))[:10]}.")
+    if preprocess_cfg is not None and not isinstance(preprocess_cfg, dict):
+        raise InvalidInputError(f"{where}: key preprocess_cfg must be an object.")
+    check_preprocess(preprocess_cfg or {}, where, path="preprocess_cfg")
     return copy.deepcopy(model_cfg), dict(preprocess_cfg or {})
 
 
@@ -116,7 +119,7 @@ def _builtin_name(name: str) -> Optional[str]:
 
 def _tokenizer_spec(model_cfg: dict, model_name: Optional[str], local_dir: Optional[Path]) -> dict:
     text_cfg = model_cfg.get("text_cfg", {})
-    if text_cfg.get("hf_tokenizer_name"):
+    if isinstance(text_cfg, dict) and text_cfg.get("hf_tokenizer_name"):
         return {"kind": "hf", "name": str(local_dir) if local_dir is not None else text_cfg["hf_tokenizer_name"]}
     if model_name and "siglip" in model_name.lower():
         variant = "gemma" if "siglip2" in model_name.lower() else "mc4" if "i18n" in model_name.lower() else "c4-en"
@@ -126,7 +129,10 @@ def _tokenizer_spec(model_cfg: dict, model_name: Optional[str], local_dir: Optio
 
 def _architecture(model_cfg: dict, preprocess_cfg: dict, *, model_name: Optional[str],
                   local_dir: Optional[Path] = None) -> dict:
+    from dife_core.untrusted import check_preprocess
+
     arch = copy.deepcopy(model_cfg)
+    check_preprocess(arch.get("preprocess") or {}, "open_clip architecture", path="preprocess")
     arch["preprocess"] = {**_preprocess_overrides(arch.get("preprocess") or {}), **_preprocess_overrides(preprocess_cfg)}
     if model_name:
         arch["model_name"] = model_name
@@ -238,9 +244,13 @@ def _resolve_folder(folder: Path, *, label: str) -> Resolved:
     weights = _first_weights_in(folder)
     if weights is None:
         raise NotFoundError(f"{label}: no weight file in {folder}; looked for {', '.join(WEIGHT_NAMES)} or any *{'/*'.join(WEIGHT_SUFFIXES)}.")
+    from dife_core.untrusted import containing_root, inside
+
+    for f, key in ((cfg_path, CONFIG_NAME), (weights, weights.name)):  # symlinks may not lead out of the folder
+        inside(containing_root(folder), f, str(folder), key)
     tokdir = folder if model_cfg.get("text_cfg", {}).get("hf_tokenizer_name") and (folder / "tokenizer.json").is_file() else None
     arch = _architecture(model_cfg, preprocess_cfg, model_name=None, local_dir=tokdir)
-    return Resolved(arch, weights, "local-dir", folder.name)
+    return Resolved(arch, weights, "local-dir", folder.name, config_file=str(cfg_path), base=folder)
 
 
 def _resolve_hub(repo: str, options: dict) -> Resolved:
@@ -258,26 +268,32 @@ def _resolve_hub(repo: str, options: dict) -> Resolved:
             break
     if weights is None:
         raise NotFoundError(f"hf-hub:{repo}: config is cached but no weight file is ({', '.join(WEIGHT_NAMES)}); DIFE never downloads.")
-    arch = _architecture(model_cfg, preprocess_cfg, model_name=None)
-    return Resolved(arch, weights, "hf-hub", repo.split("/")[-1])
+    tokdir = cfg_path.parent if model_cfg.get("text_cfg", {}).get("hf_tokenizer_name") and \
+        _hub_cached(repo, "tokenizer.json", cache_dir) is not None else None
+    arch = _architecture(model_cfg, preprocess_cfg, model_name=None, local_dir=tokdir)
+    return Resolved(arch, weights, "hf-hub", repo.split("/")[-1], config_file=f"hf-hub:{repo}/{CONFIG_NAME}",
+                    base=cfg_path.parent)
 
 
-def _architecture_option(value, where: str) -> dict:
-    """``architecture=`` option: a built-in name, a JSON path, or a dict."""
-    if isinstance(value, dict):
-        model_cfg, pp = _split_config(value, where)
-        return _architecture(model_cfg, pp, model_name=value.get("model_name"))
+def _architecture_option(value, where: str) -> tuple:
+    """``architecture=`` option: a built-in name, a JSON path, or a dict.
+    Returns (architecture, the file it came from or None when built in, base folder)."""
+    if isinstance(value, dict):  # from a spec: as untrusted as a file
+        model_cfg, pp = _split_config(value, f"{where} (architecture option)")
+        name = value.get("model_name")
+        return _architecture(model_cfg, pp, model_name=name if isinstance(name, str) else None), \
+            f"{where} (architecture option)", None
     value = str(value)
     if value.endswith(".json") or os.path.isfile(value):
         model_cfg, pp = _split_config(_read_json(Path(value), "architecture JSON"), value)
-        return _architecture(model_cfg, pp, model_name=None)
+        return _architecture(model_cfg, pp, model_name=None), value, Path(value).parent
     name = _builtin_name(value)
     if name is None:
         raise NotFoundError(f"{where}: unknown open_clip architecture {value!r}; give a built-in name or a JSON file. "
                             f"Available: {', '.join(_known_models())}.")
     from open_clip.factory import get_model_config
 
-    return _architecture(get_model_config(name), {}, model_name=name)
+    return _architecture(get_model_config(name), {}, model_name=name), None, None
 
 
 def resolve(source: str, options: dict) -> Resolved:
@@ -298,12 +314,14 @@ def resolve(source: str, options: dict) -> Resolved:
             raise InvalidInputError(f"{src}: a custom architecture needs weights: pass pretrained=FILE (or random_init=True).")
         if weights is not None and not os.path.isfile(str(weights)):
             raise NotFoundError(f"{src}: pretrained weight file {weights} does not exist.")
-        return Resolved(arch, Path(weights) if weights else None, "custom-json", p.stem)
+        return Resolved(arch, Path(weights) if weights else None, "custom-json", p.stem, config_file=src, base=p.parent)
     if p.is_file():
+        cfg_file, base = None, None
         if "architecture" in options:
-            arch = _architecture_option(options["architecture"], src)
+            arch, cfg_file, base = _architecture_option(options["architecture"], src)
         elif (p.parent / CONFIG_NAME).is_file():
-            model_cfg, pp = _split_config(_read_json(p.parent / CONFIG_NAME, "open_clip config"), str(p.parent / CONFIG_NAME))
+            cfg_file, base = str(p.parent / CONFIG_NAME), p.parent
+            model_cfg, pp = _split_config(_read_json(p.parent / CONFIG_NAME, "open_clip config"), cfg_file)
             arch = _architecture(model_cfg, pp, model_name=None)
         else:
             from dife_core.loading import ArchitectureUnknownError
@@ -311,7 +329,7 @@ def resolve(source: str, options: dict) -> Resolved:
             raise ArchitectureUnknownError(
                 f"{src}: a bare weight file does not say its architecture; pass architecture=NAME|JSON "
                 f"(e.g. --option architecture=ViT-B-32) or put {CONFIG_NAME} beside it.")
-        return Resolved(arch, p, "weight-file", p.stem)
+        return Resolved(arch, p, "weight-file", p.stem, config_file=cfg_file, base=base)
     # NAME or NAME:TAG
     name, sep, tag = src.partition(":")
     tag = tag if sep else options.get("pretrained")
@@ -336,7 +354,7 @@ def sniff(source: str) -> bool:
             return (p / CONFIG_NAME).is_file()
         if p.is_file():
             if p.suffix.lower() == ".json":
-                data = json.loads(p.read_text(encoding="utf-8"))
+                data = _read_json(p, "architecture JSON")
                 d = data.get("model_cfg", data) if isinstance(data, dict) else {}
                 return isinstance(d, dict) and "vision_cfg" in d and "text_cfg" in d
             if (p.parent / CONFIG_NAME).is_file():
@@ -350,6 +368,27 @@ def sniff(source: str) -> bool:
         return bool(name) and _builtin_name(name) is not None
     except Exception:
         return False
+
+
+def describe(source: str, keys=None) -> Optional[dict]:
+    """For ``dife inspect``: the format of an open_clip source and how its keys
+    split into branches; None when ``source`` is not open_clip's (by name or,
+    for a bare weight file, by its tensor names)."""
+    src = str(source)
+    p = Path(src).expanduser()
+    layout = {"visual_prefixes": ("visual.",), "exclude_suffixes": ("logit_scale", "logit_bias")}
+    try:
+        if src.startswith(LOCAL_PREFIX) or (p.is_dir() and (p / CONFIG_NAME).is_file()):
+            return {"format": "open_clip-folder", **layout}
+        if src.startswith(HF_PREFIX) and sniff(src):
+            return {"format": "open_clip-hub", **layout}
+        if p.is_file() and p.suffix.lower() == ".json" and sniff(src):
+            return {"format": "architecture-json", **layout}
+    except OSError:
+        return None
+    if keys is not None and any(str(k).startswith("visual.") for k in keys):
+        return {"format": None, **layout}
+    return None
 
 
 # -- weights ----------------------------------------------------------------------
@@ -399,16 +438,66 @@ def fit_state_dict(model, state_dict: dict, *, where: str) -> None:
 
 def build_encoder(architecture: dict, *, name: str, tokenizer_dir=None):
     """An OpenClipEncoder with random weights, errors phrased for users."""
+    from dife_core.untrusted import foreign_call
+
     from .encoder import build_custom
 
     try:
-        return build_custom(architecture, name=name, tokenizer_dir=tokenizer_dir)
+        with foreign_call(f"open_clip model {name!r}", "building the tokenizer"):
+            enc = build_custom(architecture, name=name, tokenizer_dir=tokenizer_dir)
+            enc.tokenize(["a photo of a cat."])  # a tokenizer that panics is refused here, not mid-audit
+        return enc
     except KeyError as e:
         raise InvalidInputError(f"open_clip architecture for {name!r} lacks {e}.") from e
     except (TypeError, ValueError, AssertionError) as e:
         raise InvalidInputError(f"open_clip architecture for {name!r} is invalid: {e}.") from e
     except OSError as e:  # an HF tokenizer/text config that is not cached
         raise NotFoundError(f"open_clip model {name!r} needs files that are not in the local cache ({e}); DIFE never downloads.") from e
+
+
+def gate(architecture: dict, where: str, *, base=None, tokenizer_dir=None) -> None:
+    """The untrusted-config gate for an architecture read from a file, plus
+    its tokenizer folder's configs (no auto_map / trust_remote_code there)."""
+    from dife_core.untrusted import check_openclip_architecture
+
+    check_openclip_architecture(architecture, where, base=base, tokenizer_dir=tokenizer_dir)
+    spec = architecture.get("tokenizer") or {}
+    folder = tokenizer_dir or (Path(spec["name"]) if spec.get("kind") == "hf" and spec.get("name") else None)
+    if folder is not None:
+        check_tokenizer_folder(Path(folder), where)
+
+
+def check_tokenizer_folder(folder: Path, where: str) -> None:
+    """Tokenizer configs beside a checkpoint may not ask for code or the network."""
+    from dife_core.untrusted import load_json, refuse_code_and_network
+
+    for n in ("tokenizer_config.json", "special_tokens_map.json", "config.json"):
+        f = folder / n
+        if f.is_file():
+            refuse_code_and_network(load_json(f, n), str(f))
+
+
+def _weights_elements(path: Path, sd: Optional[dict]) -> int:
+    if sd is not None:
+        return sum(v.numel() for v in sd.values())
+    from dife_core.safeload import validate_safetensors
+
+    return validate_safetensors(path).numel()
+
+
+def check_size(architecture: dict, where: str, *, weights_elements: Optional[int]) -> None:
+    """Refuse an architecture larger than its weights before allocating it (built on ``meta``)."""
+    from dife_core.untrusted import check_model_size
+
+    from .encoder import build_model
+
+    check_model_size(lambda: build_model(architecture), where, weights_elements=weights_elements)
+
+
+def _is_safetensors(path: Path) -> bool:
+    from dife_core.safeload import weight_format
+
+    return weight_format(path) == "safetensors"
 
 
 def load(source: str, *, trust: bool = False, device: str = "cpu", name: Optional[str] = None, **options):
@@ -422,9 +511,20 @@ def load(source: str, *, trust: bool = False, device: str = "cpu", name: Optiona
         raise InvalidInputError(f"openclip loader: unknown options {unknown}; known: {sorted(known)}.")
     with offline_hub():
         res = resolve(source, options)
+        where = res.config_file or f"open_clip architecture {res.architecture.get('model_name', source)!r}"
+        if res.config_file is not None:
+            gate(res.architecture, res.config_file, base=res.base)
+        sd = None
+        if res.weights is not None:
+            # safetensors: the header says how big the weights are; a pickle is read first (its size is the file's)
+            sd = None if _is_safetensors(res.weights) else load_state_dict(res.weights, trust=trust)
+            check_size(res.architecture, where, weights_elements=_weights_elements(res.weights, sd))
+            if sd is None:
+                sd = load_state_dict(res.weights, trust=trust)
+        else:
+            check_size(res.architecture, where, weights_elements=None)
         enc = build_encoder(res.architecture, name=name or res.default_name)
-    if res.weights is not None:
-        sd = load_state_dict(res.weights, trust=trust)
+    if sd is not None:
         fit_state_dict(enc.model, sd, where=str(res.weights))
     enc.source = str(source)
     enc.source_kind = res.source_kind
@@ -451,11 +551,17 @@ def from_manifest(manifest: dict, weights_path, *, trust: bool = False, device: 
     from dife_core.loading import offline_hub
     from dife_core.model import Preprocess
     from dife_core.safeload import load_safetensors
+    from dife_core.untrusted import asset_path
 
+    folder = Path(weights_path).parent
+    where = str(folder / "dife.json")
     tok = (manifest.get("assets") or {}).get("tokenizer")
-    tokenizer_dir = Path(weights_path).parent / tok if tok else None
+    tokenizer_dir = asset_path(folder, tok, where, "assets.tokenizer") if tok else None
+    arch = manifest["architecture"]
+    gate(arch, where, base=folder, tokenizer_dir=tokenizer_dir)
+    check_size(arch, where, weights_elements=_weights_elements(Path(weights_path), None))
     with offline_hub():
-        enc = build_encoder(manifest["architecture"], name=manifest.get("name", "model"), tokenizer_dir=tokenizer_dir)
+        enc = build_encoder(arch, name=manifest.get("name", "model"), tokenizer_dir=tokenizer_dir)
     fit_state_dict(enc.model, load_safetensors(weights_path), where=str(weights_path))
     if manifest.get("preprocess"):
         enc.preprocess = Preprocess.from_dict(manifest["preprocess"])

@@ -22,10 +22,16 @@ def _from_manifest(manifest: dict, weights_path, *, trust: bool = False, device:
     return from_manifest(manifest, weights_path, trust=trust, device=device)
 
 
+def _describe(source: str, keys=None):
+    from .loader import describe
+
+    return describe(source, keys)
+
+
 @hookimpl
 def register_model_loaders(register):
     register(ModelLoader(
         name="openclip",
         description="open_clip models: ARCH[:TAG] (cached weights only), hf-hub:/local-dir: folders, "
                     "custom architecture JSON, local safetensors/.pt/.bin files",
-        load=_load, sniff=_sniff, from_manifest=_from_manifest))
+        load=_load, sniff=_sniff, from_manifest=_from_manifest, describe=_describe))

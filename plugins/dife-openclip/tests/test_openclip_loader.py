@@ -9,7 +9,6 @@ import torch
 from dife_core.errors import InvalidInputError, NotFoundError
 from dife_core.loading import load_model
 
-
 ARCH = "dife-test-tiny"
 REPO = "dife-test/tiny-openclip"
 
