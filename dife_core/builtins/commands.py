@@ -9,20 +9,35 @@ import click
 from dife_core import hookimpl
 
 
-def _table(title: str, columns: list, rows: list) -> None:
+def _table(title: str, columns: list, rows: list, records: list = None) -> None:
+    """A table when it fits the terminal (each word of a cell kept whole),
+    else one block per row. Every plugin string is shown as plain text:
+    no rich markup is parsed, control and bidi characters are escaped."""
     from rich.console import Console
-    from rich.table import Table
 
-    t = Table(title=title, show_lines=False)
-    for i, c in enumerate(columns):
-        t.add_column(c.replace("_", " "), overflow="fold", no_wrap=(i == 0))
-    for r in rows:
-        t.add_row(*[str(x) if x is not None else "" for x in r])
-    Console().print(t)
+    from dife_core.report.layout import card_blocks, natural_width, table
+    from dife_core.safetext import terminal
+
+    console = Console()
+    width = console.width
+    safe_rows = [[terminal(x) if x is not None else "" for x in r] for r in rows]
+    t = table(title, [c.replace("_", " ") for c in columns], safe_rows)
+    measure = console.measure(t)
+    # a table only where its columns get room: the longest words need at most 60% of the width
+    if natural_width(t) <= width or measure.minimum <= 0.6 * width:
+        console.print(t)
+        return
+    recs = [dict(zip(columns, r)) for r in safe_rows]
+    for r in card_blocks(title, recs, columns, lambda v: v):
+        console.print(r)
 
 
 @hookimpl
 def register_commands(cli):
+    from .report_commands import register_report_commands
+
+    register_report_commands(cli)
+
     @cli.command("list-plugins")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
     @click.option("--all", "show_all", is_flag=True, help="Include DIFE's built-in plugins.")

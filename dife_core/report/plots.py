@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import io
 
-from .format import SHORT_TITLES, cell_text, matrix
+from ..safetext import visible
+from .format import cell_text, iface_title, matrix, straddles
 
 _RC = {"text.parse_math": False, "font.size": 8, "svg.fonttype": "none"}
 
@@ -52,14 +53,15 @@ def heatmap_png(results: dict) -> str:
                     ax.add_patch(Rectangle((j - 0.5, r - 0.5), 1, 1, facecolor="#333333"))
                 v = data[r, j]
                 colour = "white" if st == "error" or (not np.isnan(v) and abs(v) > 0.6) else "black"
-                label = cell_text(c) if c is not None else ""
+                label = (cell_text(c) + ("~" if straddles(c) else "")) if c is not None else ""
                 weight = "bold" if st == "exposed" else "normal"
                 ax.text(j, r, label, ha="center", va="center", color=colour, fontsize=7.5, fontweight=weight)
         ax.set_xticks(range(len(ifaces)))
-        ax.set_xticklabels([SHORT_TITLES.get(i["id"], i["id"]) for i in ifaces], rotation=30, ha="right")
+        ax.set_xticklabels([visible(iface_title(i)) for i in ifaces], rotation=30, ha="right")
         ax.set_yticks(range(len(rows)))
-        ax.set_yticklabels([ck["name"] + (" (control)" if ck.get("role") == "control" else "") for ck, _ in rows])
-        ax.set_title("Exposure matrix (primary metric; hatched = N.E.)")
+        ax.set_yticklabels([visible(ck["name"]) + (" (control)" if ck.get("role") == "control" else "")
+                            for ck, _ in rows])
+        ax.set_title("Exposure matrix (primary metric; hatched = N.E.; ~ = interval straddles a threshold)")
         return _png(fig)
 
 
@@ -82,6 +84,6 @@ def branch_swap_png(f: dict) -> str:
         ax.set_xticks(range(4))
         ax.set_xticklabels(labels, fontsize=7)
         ax.set_ylim(0, max(1.0, max(vals) + 0.12))
-        ax.set_ylabel(str(f.get("readout") or "readout"))
-        ax.set_title(f"{f['checkpoint']}: {f.get('footprint') or '—'}")
+        ax.set_ylabel(visible(f.get("readout") or "readout"))
+        ax.set_title(f"{visible(f['checkpoint'])}: {visible(f.get('footprint') or '—')}")
         return _png(fig)

@@ -39,6 +39,19 @@ def test_html_and_markdown_escape_untrusted_strings(evil_audit):
     assert "<script" not in md and "&lt;script&gt;" in md
 
 
+def test_reports_start_with_verdicts(evil_audit):
+    import json
+
+    out, res = evil_audit
+    stored = json.loads((out / "results.json").read_text())
+    assert [v["checkpoint"] for v in stored["verdicts"]] == [EVIL, "[bold]markup[/bold] $x^2$"]
+    assert {v["decision"] for v in stored["verdicts"]} <= {"image-tower-only", "text-tower-only", "do-not-deploy"}
+    md = (out / "report.md").read_text()
+    assert md.index("## Verdicts") < md.index("## Exposure matrix")
+    page = (out / "report.html").read_text()
+    assert page.index("<h2>Verdicts</h2>") < page.index("<h2>Exposure matrix</h2>")
+
+
 def test_terminal_table_prints_names_literally(evil_audit):
     from rich.console import Console
 
@@ -50,6 +63,10 @@ def test_terminal_table_prints_names_literally(evil_audit):
     text = console.export_text()
     assert "[bold]markup[/bold]" in text and EVIL in text
     assert "N.E." in text and "textual" in text
+    narrow = Console(file=io.StringIO(), width=80, record=True)
+    print_matrix(res, console=narrow)  # the transposed layout: names as column headers or keys
+    small = narrow.export_text()
+    assert "…" not in small and "[bold]markup[/bold]" in small
 
 
 class _Dom(html.parser.HTMLParser):
