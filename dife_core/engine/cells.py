@@ -169,10 +169,9 @@ def record_from_result(result: CellResult, *, checkpoint: str, card, channel: st
 
         cut = thresholds["exposed_delta"] if card.relative else thresholds["exposed"]
         low_cut = thresholds["negative_delta"] if card.relative else None
+        # the status follows the point value (the paper's convention); a cell whose
+        # interval reaches across a threshold is flagged, so a reader knows it could flip
         straddles = _straddles(ci["ci_low"], ci["ci_high"], (cut, low_cut))
-        # exposed needs the whole interval above the exposure threshold
-        if status == "exposed" and ci["ci_low"] < cut:
-            status = "weak"
     rec = make_record(checkpoint=checkpoint, card=card, status=status, value=value, metrics=result.metrics,
                       reference=result.reference, channel=channel, thresholds=thresholds,
                       baseline=result.baseline, notes=result.notes)

@@ -68,12 +68,12 @@ def test_diagnostic_readout_by_trigger_channel_and_source():
                 "trigger": {"channel": channel, "name": name, "params": {}}}
 
     assert diagnostic_readout(AttackProfile.from_card(card("image", "patch", None))) == \
-        ("zero-shot-classification", "ts")
+        ("zero-shot", "ts")
     assert diagnostic_readout(AttackProfile.from_card(card("text", "text-prefix", "automobile"))) == \
-        ("prompt-conditioned-classification", "qhr")
+        ("prompt-conditioned", "qhr")
     # a suffix sentence with no source class: every class prompt carries it
     assert diagnostic_readout(AttackProfile.from_card(card("text", "text-suffix", None))) == \
-        ("zero-shot-classification", "ts-triggered-prompts")
+        ("zero-shot", "ts-triggered-prompts")
 
 
 def test_triggered_prompt_set_readout():

@@ -82,5 +82,12 @@ def test_builtin_metrics_are_registered():
     from dife_core.plugins import get_registry
 
     names = set(get_registry().all("metrics"))
-    assert {"target-success", "query-hijack-rate", "hits-at-k", "mrr", "selection-at-1", "clean-accuracy",
-            "delta"} <= names
+    # every metric a built-in card names resolves to a registered metric with a label
+    assert {"ts", "qhr", "h@1", "h@5", "h@10", "mrr", "sel@1", "clean_acc", "delta_h@1", "delta_sel@1",
+            "delta_mrr", "cos_shift"} <= names
+    reg = get_registry()
+    for iface in reg.all("interfaces").values():
+        if reg.owner("interfaces", iface.name).startswith("dife_core"):
+            for m in (iface.card.metric, *iface.card.extra_metrics):
+                assert m in names, (iface.name, m)
+    assert reg.get("metrics", "delta_sel@1").to_dict()["label"] == "ΔSel@1"

@@ -174,39 +174,26 @@ def deployment_deltas(model, clean, world, card: dict, *, seed: int = 0, templat
     """The deltas the audit's own interfaces measure for a checkpoint: text
     reranking (triggered vs clean query on the same lists) and targeted
     retrieval promotion (the world's source queries, triggered vs clean; the
-    paper's automobile queries when the card names no source)."""
-    from dife_core.engine.applicability import AttackProfile, decide
-    from dife_core.engine.cells import NotEvaluable
-    from dife_core.engine.context import CellContext
-    from dife_core.engine.embeddings import EmbeddingService, resolve_trigger
-    from dife_core.plugins import get_registry
+    paper's automobile queries when the card names no source). Each cell goes
+    through the audit's cell API (:func:`dife_core.engine.evaluate.evaluate_cell`)."""
+    from dife_core.engine.embeddings import EmbeddingService
+    from dife_core.engine.evaluate import evaluate_cell
 
-    reg = get_registry()
     emb = EmbeddingService(seed=seed)
-    templates = tuple(templates or world.templates[:1])
+    c = dict(card)
+    if c.get("source") is None:
+        c["source"] = world.source
     out = {}
     for iface_id, key in (("text-reranking", "rerank"), ("targeted-retrieval", "retrieval")):
-        c = dict(card)
-        if c.get("source") is None:
-            c["source"] = world.source
-        profile = AttackProfile.from_card(c, trigger_families=reg.all("triggers"))
-        iface = reg.get("interfaces", iface_id)
-        app = decide(iface.card, profile, world, has_clean=clean is not None, has_scorer=False)
-        if not app.ok:  # the audit's own applicability rule, e.g. a world without rerank lists
+        rec = evaluate_cell(model, clean, world, c, iface_id, embeddings=emb, seed=seed,
+                            templates=tuple(templates) if templates else None,
+                            checkpoint=str(card.get("attack")))
+        if rec["status"] in ("n.e.", "error"):
             out[f"{key}_delta_h@1"] = out[f"{key}_delta_mrr"] = None
-            out[f"{key}_reason"] = app.reason
+            out[f"{key}_reason"] = rec["reason"]
             continue
-        ctx = CellContext(card=iface.card, checkpoint=str(card.get("attack")), model=model, clean=clean, world=world,
-                          attack=profile, channel=app.channel, trigger=resolve_trigger(profile.trigger, profile.trigger_key),
-                          embeddings=emb, seed=seed, templates=templates)
-        try:
-            m = iface.evaluate(ctx).metrics
-        except NotEvaluable as e:
-            out[f"{key}_delta_h@1"] = out[f"{key}_delta_mrr"] = None
-            out[f"{key}_reason"] = e.reason
-            continue
-        out[f"{key}_delta_h@1"] = m.get("delta_h@1")
-        out[f"{key}_delta_mrr"] = m.get("delta_mrr")
+        out[f"{key}_delta_h@1"] = rec["metrics"].get("delta_h@1")
+        out[f"{key}_delta_mrr"] = rec["metrics"].get("delta_mrr")
     return out
 
 
