@@ -318,6 +318,10 @@ CARDS = (
 )
 
 
+#: the built-in interface ids, in report order
+BUILTIN_INTERFACES = tuple(card.name for card, _ in sorted(CARDS, key=lambda ce: ce[0].order))
+
+
 @hookimpl
 def register_interfaces(register):
     for card, evaluate in CARDS:

@@ -77,6 +77,7 @@ def assemble(out_dir) -> dict:
         "footprints": footprints,
         # extensions
         "interfaces": plan["interfaces"],
+        "metrics": plan.get("metrics", {}),
         "world": plan["world"],
         "templates": plan["templates"],
         "thresholds": plan["spec"]["thresholds"],

@@ -20,12 +20,6 @@ import attrs
 from ..errors import InvalidInputError, UnsafeCheckpointError, available
 from ..untrusted import LIMITS, limit
 
-#: Interface ids of the built-ins, in report order (DESIGN.md section 7).
-BUILTIN_INTERFACES = (
-    "zero-shot-classification", "prompt-conditioned-classification", "targeted-retrieval",
-    "image-text-retrieval", "text-reranking", "candidate-selection",
-    "downstream-visual-classification", "text-embedding",
-)
 CONTROL_SEP = "@"  # control rows are named "clean@<checkpoint>"
 
 #: Bounds on what a spec or an attack card may ask for (docs/spec.md, "Bounds").
@@ -204,9 +198,8 @@ class AuditSpec:
     def interface_ids(self, registered) -> list:
         """The interfaces to audit, in report order (built-ins first)."""
         if self.interfaces == "all":
-            names = list(registered)
-            plugins = sorted(n for n in names if n not in BUILTIN_INTERFACES)
-            return [n for n in BUILTIN_INTERFACES if n in names] + plugins
+            # report order comes from the cards: ``order``, then id
+            return [i.name for i in sorted(registered.values(), key=lambda i: (i.card.order, i.name))]
         return list(self.interfaces)
 
 
@@ -719,6 +712,15 @@ def validate_spec(spec) -> list:
         for n in names:
             if n not in ifaces:
                 problems.append(Problem(f"{prefix}.{n}", f"unknown interface {n!r}; {available(ifaces)}"))
+    for n, opts in spec.interface_options.items():
+        if n in ifaces:  # a card declares its options; anything else is a typo
+            declared = ifaces[n].card.options
+            for k in opts:
+                if k not in declared:
+                    problems.append(Problem(f"interface_options.{n}.{k}",
+                                            f"interface {n!r} has no option {k!r}; "
+                                            + (f"options: {', '.join(sorted(declared))}" if declared
+                                               else "it declares no options")))
     datasets = reg.all("datasets")
     if spec.populations.dataset and spec.populations.dataset not in datasets:
         problems.append(Problem("populations.dataset",

@@ -32,9 +32,7 @@ from dife_core.model import DualEncoder, Preprocess
 from dife_core.types import Dataset, ModelLoader, Trigger
 
 CLASSES = ("airplane", "automobile", "bird", "cat")
-BUILTIN_IDS = ("zero-shot-classification", "prompt-conditioned-classification", "targeted-retrieval",
-               "image-text-retrieval", "text-reranking", "candidate-selection",
-               "downstream-visual-classification", "text-embedding")
+from dife_core.builtins.interfaces import BUILTIN_INTERFACES as BUILTIN_IDS  # noqa: E402
 SOURCE, TARGET, WORD = "automobile", "airplane", "xbtd"
 ADJ = ("small", "large", "red", "blue", "shiny", "old")
 S = 8  # image side

@@ -5,7 +5,8 @@ import tomllib
 from pathlib import Path
 
 from dife_core.engine import AuditSpec
-from dife_core.engine.spec import BUILTIN_INTERFACES, FootprintParams, Thresholds
+from dife_core.builtins.interfaces import BUILTIN_INTERFACES
+from dife_core.engine.spec import FootprintParams, Thresholds
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

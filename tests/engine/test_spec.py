@@ -112,3 +112,14 @@ def test_dataset_option_types_and_unsafe_keys_are_reported(hand):
     ok = spec_dict()
     ok["checkpoints"] = [dict(ok["checkpoints"][0], trust=False)]  # older spec.toml files carry it
     assert validate_spec(ok) == []
+
+
+def test_unknown_interface_options_are_rejected_with_the_valid_ones(hand):
+    from dife_core.engine.spec import validate_spec
+
+    probs = validate_spec(spec_dict(interface_options={"downstream-visual-classification": {"kk": 3, "l2": 0.1},
+                                                       "zero-shot-classification": {"k": 1}}))
+    text = {p.key: p.message for p in probs}
+    assert "options: l2, lr, steps" in text["interface_options.downstream-visual-classification.kk"]
+    assert "interface_options.downstream-visual-classification.l2" not in text
+    assert "declares no options" in text["interface_options.zero-shot-classification.k"]
