@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 
-# The paper's figures (arXiv 2606.17815; ../shared/REFERENCE.md): None = N.E.
+# The paper's figures (arXiv 2606.17815, its tables): None = N.E.
 PAPER = {
     "badencoder": {"zero-shot-classification": 0.9998, "prompt-conditioned-classification": None,
                    "targeted-retrieval": None, "text-reranking": None, "downstream-visual-classification": 0.9996,

@@ -11,13 +11,13 @@ from typing import Any, Callable, Optional
 
 import attrs
 
-#: Readouts a deployment interface can consume (DESIGN.md section 1).
+#: Readouts a deployment interface can consume (docs/design.md).
 READOUTS = ("image-features", "text-features", "score")
 #: Trigger channels. ``mechanism`` = an attack-specific route (e.g. a learned prompt).
 CHANNELS = ("image", "text", "mechanism", "none")
-#: Cell statuses (DESIGN.md section 7).
+#: Cell statuses (docs/engine.md).
 STATUSES = ("exposed", "weak", "negative", "n.e.", "error")
-#: Footprints (DESIGN.md section 7).
+#: Footprints (docs/engine.md).
 FOOTPRINTS = ("visual", "textual", "coupled", "weak")
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -185,7 +185,7 @@ class Attack:
 
 @attrs.frozen
 class InterfaceCard:
-    """The five fields of an interface card (DESIGN.md section 1) plus metrics."""
+    """The five fields of an interface card (docs/design.md) plus metrics."""
 
     name: str = attrs.field(validator=_valid_name)
     title: str

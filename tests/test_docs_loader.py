@@ -95,12 +95,7 @@ ROOT = DOC.parents[1]
 OUTSIDE = re.compile(r"DESIGN\.md|DESIGN order|REFERENCE\.md|NOTES-wave|\.\./shared")
 #: files that still point outside the repository, owned by others at the time of writing:
 #: delete each entry as its file is fixed (the test fails on any file not listed here)
-PENDING = {
-    "benchmarks/compare_paper.py", "docs/findings.md", "docs/spec.md",
-    "dife_core/builtins/interfaces.py", "dife_core/engine/cells.py", "dife_core/engine/context.py",
-    "dife_core/engine/footprint.py", "dife_core/engine/results.py", "dife_core/engine/spec.py",
-    "dife_core/types.py", "dife_core/utility.py", "plugins/dife-badtexttower/dife_badtexttower/attack.py",
-}
+PENDING: set = set()
 
 
 def test_nothing_points_outside_the_repository():

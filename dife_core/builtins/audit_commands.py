@@ -23,11 +23,21 @@ def register_commands(cli):
     @click.option("--force", is_flag=True,
                   help="Replace a previous audit in --out without --resume, or write into a non-empty folder "
                        "that is not a DIFE output folder.")
+    @click.option("--fail-on", "fail_on", default=None, metavar="WHAT",
+                  help="Exit non-zero for CI: exposed, weak, error or any (comma-separated); codes in "
+                       "docs/reports.md.")
     @trust_option
     @limit_option
-    def audit(spec, out_dir, resume, device, no_progress, force, trusted, limits):
+    def audit(spec, out_dir, resume, device, no_progress, force, fail_on, trusted, limits):
         """Audit the checkpoints of SPEC (a TOML audit spec; see docs/spec.md)."""
         from dife_core.engine import load_spec, run_audit
+        from dife_core.engine.verdicts import exit_code_for
+
+        if fail_on is not None:
+            try:
+                exit_code_for({"cells": [], "checkpoints": [], "footprints": []}, fail_on)
+            except ValueError as e:
+                raise click.BadParameter(str(e), param_hint="--fail-on") from None
 
         apply_limits(limits)
         results = run_audit(load_spec(spec), out_dir, resume=resume, progress=not no_progress, device=device,
@@ -37,6 +47,10 @@ def register_commands(cli):
             click.echo(f"{n} cells audited; reports in {out_dir}")
         if not results.get("complete", True):
             raise SystemExit(1)
+        if fail_on is not None:
+            code = exit_code_for(results, fail_on)
+            if code:
+                raise SystemExit(code)
 
     @cli.command("report")
     @click.argument("out_dir", type=click.Path(file_okay=False))

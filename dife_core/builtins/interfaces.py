@@ -1,4 +1,4 @@
-"""The eight built-in deployment interfaces (DESIGN.md section 2).
+"""The eight built-in deployment interfaces (docs/interfaces.md).
 
 Each is an :class:`~dife_core.types.InterfaceCard` (data) plus an evaluator
 ``evaluate(ctx) -> CellResult``, registered through ``register_interfaces``

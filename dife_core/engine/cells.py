@@ -4,7 +4,7 @@ An interface's ``evaluate(ctx)`` returns a :class:`CellResult` (its primary
 metric value, all metrics, the reference condition's values and the primary
 metric under the clean input) or raises :class:`NotEvaluable` when the target
 event or reference turns out undefined. The engine turns that into the cell
-record of results.json (DESIGN.md section 7), deciding the entry type from
+record of results.json (docs/engine.md), deciding the entry type from
 the configured thresholds.
 """
 
@@ -98,7 +98,7 @@ def card_fields(card) -> dict:
 
 def make_record(*, checkpoint: str, card, status: str, value=None, metrics=None, reference=None, reason=None,
                 channel=None, question=None, thresholds=None, baseline=None, notes=None) -> dict:
-    """A cell record with the stable keys of DESIGN.md section 7 (plus extensions)."""
+    """A cell record with the stable keys of results.json (plus extensions)."""
     rec = {
         "checkpoint": checkpoint,
         "interface": card.name,

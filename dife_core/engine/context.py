@@ -111,6 +111,6 @@ class CellContext:
                              source_index=self.source_index)
 
     def logit_scale(self) -> float:
-        """γ of the clean reference (DESIGN.md: the logit scale always comes from C)."""
+        """γ of the clean reference (the logit scale always comes from C)."""
         ref = self.clean if self.clean is not None else self.model
         return float(ref.logit_scale)

@@ -186,7 +186,7 @@ def check_prediction(exposed: list, weak: list, cells: list) -> tuple:
 
 
 def footprint_entry(checkpoint: str, measured: Optional[dict], params, cells: list) -> dict:
-    """The results.json footprint record (DESIGN.md section 7) of one row."""
+    """The results.json footprint record of one row."""
     base = {"checkpoint": checkpoint}
     if measured is None or measured.get("reason"):
         return {**base, "a00": None, "a10": None, "a01": None, "a11": None, "signal": None, "vrs": None,

@@ -17,7 +17,7 @@ from .store import STORE, CellStore
 
 
 def assemble(out_dir) -> dict:
-    """results.json of the audit in ``out_dir`` (keys of DESIGN.md section 7, extended)."""
+    """results.json of the audit in ``out_dir`` (stable keys, documented in docs/engine.md)."""
     out = Path(out_dir)
     if not (out / STORE).is_file():
         raise NotFoundError(f"{out} holds no audit records ({STORE}); run `dife audit SPEC --out {out}` first.")

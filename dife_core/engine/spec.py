@@ -92,7 +92,7 @@ class Thresholds:
 
 @attrs.frozen
 class FootprintParams:
-    """The footprint decision rule (DESIGN.md section 3) and its defaults."""
+    """The footprint decision rule (docs/engine.md) and its defaults."""
 
     weak_signal: float = 0.05  # signal = |a11 - a00| below this -> weak
     ratio: float = 0.70  # a ratio must exceed this ...

@@ -274,3 +274,20 @@ def test_cli_reports_a_bad_spec_as_one_paragraph_and_exit_2(tmp_path, hand, caps
     err = capsys.readouterr().err
     assert err.startswith("Error:") and "interfaces[0]: unknown interface 'nope'" in " ".join(err.split())
     assert "Traceback" not in err
+
+
+def test_fail_on_exposed_gives_the_documented_exit_code(tmp_path, hand):
+    from click.testing import CliRunner
+
+    from dife_core.cli import build_cli
+    from dife_core.engine.spec import AuditSpec
+    from dife_core.engine.verdicts import EXIT_EXPOSED
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(AuditSpec.from_dict(spec_dict(interfaces=list(BUILTIN_IDS))).to_toml())
+    r = CliRunner().invoke(build_cli(), ["audit", str(spec), "--out", str(tmp_path / "a"), "--no-progress",
+                                         "--fail-on", "exposed"])
+    assert r.exit_code == EXIT_EXPOSED, r.output
+    r = CliRunner().invoke(build_cli(), ["audit", str(spec), "--out", str(tmp_path / "b"), "--no-progress",
+                                         "--fail-on", "nonsense"])
+    assert r.exit_code == 2

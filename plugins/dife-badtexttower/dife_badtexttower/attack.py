@@ -1,4 +1,4 @@
-"""BadTextTower: a backdoor carried by the text tower alone (DESIGN.md section 4).
+"""BadTextTower: a backdoor carried by the text tower alone (docs/attacks.md).
 
 Only the text tower trains; the visual tower and the logit scale are frozen
 (and checked unchanged after training). With P the class prompts of a text,
