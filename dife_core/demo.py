@@ -69,6 +69,24 @@ def _with_seed(data: dict, seed: int) -> dict:
     return out
 
 
+def _require_plugins(d: Path, build: dict, audit: dict) -> None:
+    """Say plainly which installed plugins the suite needs, before anything runs."""
+    from .plugins import get_registry
+
+    reg = get_registry()
+    wanted = [("datasets", (build.get("world") or {}).get("dataset")),
+              ("datasets", (audit.get("populations") or {}).get("dataset")),
+              ("model_loaders", (build.get("clean") or {}).get("recipe")),
+              ("model_loaders", (build.get("clean") or {}).get("loader"))]
+    wanted += [("attacks", a.get("attack")) for a in build.get("attacks") or [] if isinstance(a, dict)]
+    missing = sorted({f"{kind[:-1].replace('_', ' ')} {name!r}" for kind, name in wanted
+                      if isinstance(name, str) and name not in reg.all(kind)})
+    if missing:
+        raise NotFoundError(f"demo suite {d.name!r} needs {', '.join(missing)}, which no installed plugin provides; "
+                            f"install the project's plugins (make install does) or run `dife audit SPEC` on your own "
+                            f"checkpoints and data.")
+
+
 def demo_spec(*, suite: str = "default", preset: str = "default", seed: Optional[int] = None, device: str = "cpu",
               progress: bool = True, log=None, root: Optional[Path] = None) -> dict:
     """Build (or reuse) the suite's checkpoints and return the audit spec dict that audits them."""
@@ -82,6 +100,7 @@ def demo_spec(*, suite: str = "default", preset: str = "default", seed: Optional
     audit_data = tomllib.loads((d / AUDIT_SPEC).read_text(encoding="utf-8"))
     if seed is not None:
         build_data, audit_data = _with_seed(build_data, seed), _with_seed(audit_data, seed)
+    _require_plugins(d, build_data, audit_data)
     bspec = parse_build_spec(build_data, path=d / BUILD_SPEC)
 
     t0 = time.perf_counter()
