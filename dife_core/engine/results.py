@@ -33,7 +33,11 @@ def assemble(out_dir) -> dict:
         r = latest.get(key)
         return r["record"] if r is not None else None
 
-    utilities = {u["checkpoint"]: (rec(u["key"]) or {}).get("clean_utility") for u in plan["utilities"]}
+    seeds = plan.get("seeds") or [plan["seed"]]
+    by_seed_util: dict = {}
+    for u in plan["utilities"]:
+        by_seed_util.setdefault(u["checkpoint"], []).append((rec(u["key"]) or {}).get("clean_utility"))
+    utilities = {k: _mean_dicts(v) for k, v in by_seed_util.items()}
     checkpoints = []
     for row in plan["rows"]:
         entry = {"name": row["name"], "loader": row["loader"], "fingerprint": row["fingerprint"],
@@ -44,22 +48,32 @@ def assemble(out_dir) -> dict:
             ref = next((r["name"] for r in plan["rows"] if r["role"] == "reference"), None)
             entry["clean_utility"] = utilities.get(ref)
         checkpoints.append(entry)
-    cells, missing = [], []
+    groups: dict = {}
+    missing = []
     for c in plan["cells"]:
         r = rec(c["key"])
+        seed_note = f" (seed {c['seed']})" if len(seeds) > 1 and "seed" in c else ""
         if r is None:
-            missing.append(f"{c['checkpoint']} × {c['interface']}")
+            missing.append(f"{c['checkpoint']} × {c['interface']}{seed_note}")
         else:
-            cells.append(r)
+            groups.setdefault((c["checkpoint"], c["interface"]), []).append((c.get("seed", seeds[0]), r))
+    cells = [_aggregate_cell(g) for g in groups.values()]
     params = FootprintParams(**plan["spec"]["footprint"])
-    footprints = []
+    fgroups: dict = {}
     for f in plan["footprints"]:
         measured = rec(f["key"])
         if measured is None:
             missing.append(f"{f['checkpoint']} footprint")
             continue
-        row_cells = [c for c in cells if c["checkpoint"] == f["checkpoint"]]
-        footprints.append(footprint_entry(f["checkpoint"], measured, params, row_cells))
+        fgroups.setdefault(f["checkpoint"], []).append((f.get("seed", seeds[0]), measured))
+    footprints = []
+    for name, g in fgroups.items():
+        row_cells = [c for c in cells if c["checkpoint"] == name]
+        entry = footprint_entry(name, _mean_footprint(g), params, row_cells)
+        if len(g) > 1:
+            entry["per_seed"] = {str(sd): {k: m.get(k) for k in ("a00", "a10", "a01", "a11")} for sd, m in g}
+        footprints.append(entry)
+    errored = [f"{c['checkpoint']} × {c['interface']}: {c.get('reason')}" for c in cells if c["status"] == "error"]
     controls = []
     for row in plan["rows"]:
         if row["role"] != "control":
@@ -71,6 +85,7 @@ def assemble(out_dir) -> dict:
         "dife_version": plan["dife_version"],
         "spec": plan["spec"],
         "seed": plan["seed"],
+        "seeds": list(seeds),
         "plugins": plan["plugins"],
         "checkpoints": checkpoints,
         "cells": cells,
@@ -83,6 +98,87 @@ def assemble(out_dir) -> dict:
         "thresholds": plan["spec"]["thresholds"],
         "footprint_params": plan["spec"]["footprint"],
         "controls": controls,
-        "complete": not missing,
+        # an audit is complete when every planned record exists and no cell errored
+        "complete": not missing and not errored,
         "missing": missing,
+        "errors": errored,
     }
+
+
+def _mean(values):
+    vals = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _std(values):
+    vals = [float(v) for v in values if isinstance(v, (int, float))]
+    if len(vals) < 2:
+        return 0.0 if vals else None
+    m = sum(vals) / len(vals)
+    return (sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
+
+
+def _mean_dicts(dicts):
+    """The mean of every numeric key over seeds (a single seed: itself)."""
+    dicts = [d for d in dicts if isinstance(d, dict)]
+    if len(dicts) <= 1:
+        return dicts[0] if dicts else None
+    out = dict(dicts[0])
+    for k, v in dicts[0].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = _mean(d.get(k) for d in dicts)
+    return out
+
+
+def _aggregate_cell(group: list) -> dict:
+    """One cell over seeds: the mean value (status from the mean), std and the
+    per-seed values. An error on any seed is an error cell; N.E. is N.E."""
+    from .cells import entry_type
+
+    if len(group) == 1:
+        return group[0][1]
+    first = dict(group[0][1])
+    errors = [(sd, r) for sd, r in group if r["status"] == "error"]
+    if errors:
+        sd, r = errors[0]
+        return {**r, "reason": f"seed {sd}: {r.get('reason')}"}
+    if all(r["status"] == "n.e." for _, r in group):
+        return first
+    values = [r["value"] for _, r in group]
+    mean = _mean(values)
+    baseline = _mean(r.get("baseline") for _, r in group)
+    thr = first.get("thresholds") or {}
+    status = (entry_type(mean, relative=bool(first["card"].get("relative")), baseline=baseline, thresholds=thr)
+              if thr and mean is not None else first["status"])
+    metrics = _mean_dicts([r.get("metrics") for _, r in group]) or {}
+    first.update({
+        "value": mean, "status": status, "baseline": baseline, "metrics": metrics,
+        "std": _std(values), "per_seed": {str(sd): r["value"] for sd, r in group},
+        "per_seed_status": {str(sd): r["status"] for sd, r in group},
+        "per_seed_ci": {str(sd): [r.get("ci_low"), r.get("ci_high")] for sd, r in group},
+        "ci_low": None, "ci_high": None, "n": sum(int(r.get("n") or 0) for _, r in group) or None,
+        "ci_method": "per-seed", "straddles": any(r.get("straddles") for _, r in group)
+        or len({r["status"] for _, r in group}) > 1,
+    })
+    return first
+
+
+def _mean_footprint(group: list) -> dict:
+    """The footprint measurement over seeds: slot values averaged (per interface too)."""
+    if len(group) == 1:
+        return group[0][1]
+    ok = [m for _, m in group if not m.get("reason")]
+    if not ok:
+        return group[0][1]
+    out = dict(ok[0])
+    for slot in ("a00", "a10", "a01", "a11"):
+        out[slot] = _mean(m.get(slot) for m in ok)
+    per = {}
+    for iface in ok[0].get("per_interface") or {}:
+        entries = [m["per_interface"][iface] for m in ok if iface in (m.get("per_interface") or {})]
+        e = dict(entries[0])
+        for slot in ("a00", "a10", "a01", "a11"):
+            e[slot] = _mean(x.get(slot) for x in entries) if all(x.get(slot) is not None for x in entries) else None
+        per[iface] = e
+    out["per_interface"] = per
+    return out

@@ -66,10 +66,16 @@ def _as_spec(spec) -> AuditSpec:
     raise TypeError(f"spec must be an AuditSpec, a dict or a path, not {type(spec).__name__}")
 
 
-def load_world(spec: AuditSpec):
+def load_world(spec: AuditSpec, seed: Optional[int] = None):
+    """The spec's world; with ``seed`` (an audit over several seeds) a dataset
+    that declares a ``seed`` option draws its populations with that seed."""
+    from ..plugins import get_registry
     from ..populations import load_world as _load
 
-    return _load(spec.populations.dataset, spec.populations.options, where=f"{spec.origin}: [populations]")
+    options = dict(spec.populations.options)
+    if seed is not None and "seed" in get_registry().get("datasets", spec.populations.dataset).options:
+        options["seed"] = int(seed)
+    return _load(spec.populations.dataset, options, where=f"{spec.origin}: [populations]")
 
 
 def _load_model(ck, device: str, *, trust: bool = False):
@@ -164,7 +170,7 @@ class Audit:
             mctx = MechanismContext(model=row.model, clean=self.clean.model if self.clean else None, world=world,
                                     card=row.card, path=row.path, manifest=row.manifest,
                                     trigger=resolve_trigger(row.profile.trigger),
-                                    embeddings=emb, device=self.spec.device, seed=self.spec.seed,
+                                    embeddings=emb, device=self.spec.device, seed=self.seed,
                                     templates=self.templates)
             row._mechanism = Mechanism(context=mctx, repair_probe=ap.repair_probe)
             if ap.scorer is not None:
@@ -175,7 +181,7 @@ class Audit:
     def _base_key(self, row: Row) -> dict:
         return {"v": ENGINE_VERSION, "row": row.name, "model": row.model.fingerprint(),
                 "clean": self.clean.model.fingerprint() if self.clean else None,
-                "populations": self.pop_names, "templates": list(self.templates), "seed": self.spec.seed,
+                "populations": self.pop_names, "templates": list(self.templates), "seed": self.seed,
                 "precision": "bf16" if self.spec.device.startswith("cuda") else "fp32"}
 
     def cell_key(self, row: Row, iface) -> str:
@@ -217,48 +223,67 @@ class Audit:
             if not self.resume:
                 clear_owned(self.out)  # a previous audit's reports never outlive its records
             write_text_atomic(self.out, "spec.toml", self.spec.to_toml())
-            world = load_world(self.spec)
-            self.world = world
-            self.templates = world_templates(world, self.spec.templates)
-            self.pop_names = _population_names(world)
-            self.clean, rows, controls = self._rows(world)
+            seeds = self.spec.seed_list
+            multi = len(seeds) > 1
+            self._worlds = {}
+            self._use_seed(seeds[0], multi)
+            self.clean, rows, controls = self._rows(self.world)
+            self.rows = rows
             interfaces = audited_interfaces(self.spec, reg)
             self.interfaces = interfaces
-            emb = EmbeddingService(batch_size=self.spec.batch_size, seed=self.spec.seed, progress=self.progress)
-            self.embeddings = emb
             all_rows = ([self.clean] if self.clean else []) + rows + controls
             cell_rows = rows + controls
             plan = {
-                "dife_version": __version__, "spec": self.spec.to_dict(), "seed": self.spec.seed,
+                "dife_version": __version__, "spec": self.spec.to_dict(), "seed": seeds[0], "seeds": list(seeds),
                 "plugins": _plugins(), "world": self.pop_names, "templates": list(self.templates),
                 "interfaces": [{"id": i.name, "title": i.card.title, "short_title": i.card.column_title,
                                 "order": i.card.order, "plugin": reg.owner("interfaces", i.name),
                                 **card_fields(i.card)} for i in interfaces],
                 "metrics": metric_table(interfaces, reg),
                 "rows": [r.entry() for r in all_rows],
-                "utilities": [{"checkpoint": r.name, "key": self.utility_key(r)}
-                              for r in all_rows if r.role != "control"],
-                "cells": [{"checkpoint": r.name, "interface": i.name, "key": self.cell_key(r, i)}
-                          for r in cell_rows for i in interfaces],
-                "footprints": [{"checkpoint": r.name, "key": self.footprint_key(r)} for r in rows if r.profile],
+                "utilities": [], "cells": [], "footprints": [],
             }
+            for sd in seeds:  # every key of every seed is in the plan before any record is written
+                self._use_seed(sd, multi)
+                plan["utilities"] += [{"checkpoint": r.name, "seed": sd, "key": self.utility_key(r)}
+                                      for r in all_rows if r.role != "control"]
+                plan["cells"] += [{"checkpoint": r.name, "interface": i.name, "seed": sd, "key": self.cell_key(r, i)}
+                                  for r in cell_rows for i in interfaces]
+                plan["footprints"] += [{"checkpoint": r.name, "seed": sd, "key": self.footprint_key(r)}
+                                       for r in rows if r.profile]
             store.append("plan", None, plan, run=self.run_id)
             done = {k: r for k, r in store.latest().items()
                     if r.get("type") in ("cell", "footprint", "utility") and not _failed(r)} if self.resume else {}
             total = len(plan["cells"]) + len(plan["footprints"]) + len(plan["utilities"])
             with self.progress.task("audit cells", total, keep=True) as bar:
-                for r in all_rows:
-                    if r.role != "control":
-                        self._utility(store, done, r, bar)
-                    if r.role == "reference":
-                        continue
-                    row_cells = []
-                    for iface in interfaces:
-                        bar.describe(f"{r.name} × {iface.name}")
-                        row_cells.append(self._cell(store, done, r, iface, bar))
-                    if r.role == "audited" and r.profile is not None:
-                        bar.describe(f"{r.name} footprint")
-                        self._footprint(store, done, r, bar, row_cells)
+                for sd in seeds:
+                    self._use_seed(sd, multi)
+                    for r in all_rows:
+                        if r.role != "control":
+                            self._utility(store, done, r, bar)
+                        if r.role == "reference":
+                            continue
+                        row_cells = []
+                        for iface in interfaces:
+                            bar.describe(f"{r.name} × {iface.name}" + (f" (seed {sd})" if multi else ""))
+                            row_cells.append(self._cell(store, done, r, iface, bar))
+                        if r.role == "audited" and r.profile is not None:
+                            bar.describe(f"{r.name} footprint")
+                            self._footprint(store, done, r, bar, row_cells)
+
+    def _use_seed(self, seed: int, multi: bool) -> None:
+        """Point the audit at one seed: its world (populations drawn with the
+        seed when there are several), and a fresh embedding service whose
+        trigger draws use it."""
+        self.seed = int(seed)
+        if seed not in self._worlds:
+            self._worlds[seed] = load_world(self.spec, seed if multi else None)
+        self.world = self._worlds[seed]
+        self.templates = world_templates(self.world, self.spec.templates)
+        self.pop_names = _population_names(self.world)
+        self.embeddings = EmbeddingService(batch_size=self.spec.batch_size, seed=self.seed, progress=self.progress)
+        for r in getattr(self, "rows", ()):
+            r._mechanism = None  # a mechanism context holds the seed's world
 
     def _utility(self, store, done, row: Row, bar) -> None:
         from .scoring import clean_utility
@@ -299,7 +324,7 @@ class Audit:
         return evaluate_cell(model if model is not None else row.model, self.clean.model if self.clean else None,
                              self.world, row.profile, iface, embeddings=self.embeddings, checkpoint=row.name,
                              options=self._cell_options(iface),
-                             thresholds=self.spec.thresholds.for_interface(iface.name), seed=self.spec.seed,
+                             thresholds=self.spec.thresholds.for_interface(iface.name), seed=self.seed,
                              device=self.spec.device, templates=self.templates,
                              ranking_chunk=self.spec.ranking_chunk,
                              mechanism=(lambda: self._mechanism(row, self.world, self.embeddings))

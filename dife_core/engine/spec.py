@@ -143,6 +143,9 @@ class AuditSpec:
     clean: Optional[CheckpointSpec] = None
     interfaces: Any = "all"  # "all" or a tuple of interface ids
     seed: int = 0
+    #: several seeds: every population / trigger draw is repeated per seed and
+    #: reported as mean ± std (empty: just ``seed``)
+    seeds: tuple = ()
     device: str = "cpu"
     batch_size: int = 256
     controls: bool = True
@@ -170,13 +173,23 @@ class AuditSpec:
             raise spec_error(where, problems)
         return attrs.evolve(spec, origin=where)
 
+    @property
+    def seed_list(self) -> tuple:
+        """The seeds the audit runs: ``seeds`` if given, else ``(seed,)``."""
+        return tuple(self.seeds) or (self.seed,)
+
+    def with_seeds(self, seeds) -> "AuditSpec":
+        seeds = tuple(int(x) for x in seeds or ())
+        return self if not seeds else attrs.evolve(self, seeds=seeds, seed=seeds[0])
+
     def with_device(self, device: Optional[str]) -> "AuditSpec":
         return self if not device else attrs.evolve(self, device=str(device))
 
     # -- views -------------------------------------------------------------------
     def to_dict(self) -> dict:
         d: dict = {
-            "seed": self.seed, "device": self.device, "batch_size": self.batch_size,
+            "seed": self.seed, **({"seeds": list(self.seeds)} if self.seeds else {}),
+            "device": self.device, "batch_size": self.batch_size,
             "interfaces": self.interfaces if isinstance(self.interfaces, str) else list(self.interfaces),
             "controls": self.controls, "templates": self.templates, "ranking_chunk": self.ranking_chunk,
             "populations": self.populations.to_dict(),
@@ -392,7 +405,7 @@ def option_problems(opts: Any, key: str) -> list:
 
 # -- structural parsing ---------------------------------------------------------------
 
-_TOP = {"seed", "device", "batch_size", "interfaces", "controls", "templates", "ranking_chunk", "populations",
+_TOP = {"seed", "seeds", "device", "batch_size", "interfaces", "controls", "templates", "ranking_chunk", "populations",
         "clean", "checkpoints", "thresholds", "footprint", "interface_options"}
 _CKPT = {"name", "source", "loader", "trust", "options", "attack"}
 _POP = {"dataset", "options"}
@@ -522,6 +535,20 @@ def _parse(data: Any, base_dir: Optional[Path], problems: list) -> AuditSpec:
         return AuditSpec(checkpoints=(), populations=PopulationSpec(dataset=""))
     _unknown(data, _TOP, "", problems)
     seed = _num(data, "seed", 0, "seed", problems, kind=int, low=0, bound="seed")
+    seeds: tuple = ()
+    if "seeds" in data:
+        raw = data["seeds"]
+        if (not isinstance(raw, list) or not raw or len(raw) > 64
+                or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= limit("seed") for x in raw)):
+            problems.append(Problem("seeds", f"must be a non-empty list of at most 64 seeds (integers in "
+                                             f"[0, {limit('seed')}]), got {raw!r}"))
+        elif len(set(raw)) != len(raw):
+            problems.append(Problem("seeds", f"lists a seed more than once: {raw!r}"))
+        else:
+            seeds = tuple(raw)
+            if "seed" in data and seed != seeds[0]:
+                problems.append(Problem("seed", "give either seed or seeds (seed is the first of seeds)"))
+            seed = seeds[0]
     device = _str(data, "device", "cpu", "device", problems)
     if isinstance(device, str) and device.split(":")[0] not in ("cpu", "cuda", "mps", "xpu"):
         problems.append(Problem("device", f"unknown device {device!r}; use cpu, cuda or cuda:N"))
@@ -606,6 +633,7 @@ def _parse(data: Any, base_dir: Optional[Path], problems: list) -> AuditSpec:
             problems.extend(option_problems(v, f"interface_options.{_label(k)}"))
     return AuditSpec(
         checkpoints=tuple(ckpts), populations=populations, clean=clean, interfaces=interfaces, seed=seed,
+        seeds=seeds,
         device=device, batch_size=batch_size, controls=controls, templates=templates,
         ranking_chunk=ranking_chunk, thresholds=thresholds, footprint=footprint,
         interface_options={k: dict(v) for k, v in iopts.items() if isinstance(v, dict)},
