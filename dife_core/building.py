@@ -7,9 +7,12 @@ builders, so every attack gets the same treatment:
 
 1. the config is made from the class defaults plus user overrides, with
    errors that name the key and list the valid ones (:func:`make_config`);
-2. the build is keyed by content -- attack id, plugin version, config, clean
-   checkpoint fingerprint, world and seed -- and an existing checkpoint with
-   the same key is reused instead of rebuilt (:func:`build_key`);
+2. the build is keyed by content -- the source of the attack's package and
+   of the core modules that decide a build (:data:`CORE_SOURCES`), the
+   clean model's encoder package, the config, the clean checkpoint
+   fingerprint, the world's content and the seed -- and an existing
+   checkpoint with the same key is reused instead of rebuilt
+   (:func:`build_key`); a code change rebuilds even without a version bump;
 3. the builder trains a private copy of the clean model;
 4. its attack card is checked and completed (attack id, probe, config) and
    the result is written with :func:`dife_core.checkpoint.save_checkpoint`,
@@ -26,6 +29,7 @@ import hashlib
 import json
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -146,41 +150,25 @@ def trigger_card(name: str, params: Optional[dict] = None, *, where: str = "trig
 
 # -- progress --------------------------------------------------------------------
 
-class _NullTask:
-    def advance(self, n: int = 1) -> None:
-        pass
-
-
-@contextlib.contextmanager
 def null_progress(description: str, total: Optional[int] = None):
     """A progress reporter that shows nothing (tests, quiet runs)."""
-    yield _NullTask()
+    from .progress import NULL
+
+    return NULL.task(description, total)
 
 
 def wants_progress(ctx) -> bool:
-    """True when the build should show progress (a reporter other than :func:`null_progress`)."""
-    return ctx.progress is not None and ctx.progress is not null_progress
+    """True when the build should show progress (a reporter that draws)."""
+    p = ctx.progress
+    return p is not None and p is not null_progress and getattr(p, "enabled", True)
 
 
 def rich_progress(console=None):
-    """A ``progress(description, total)`` reporter that draws rich bars on stderr."""
+    """The ``progress(description, total)`` reporter that draws bars on stderr
+    (a :class:`dife_core.progress.Progress`)."""
+    from .progress import Progress
 
-    @contextlib.contextmanager
-    def progress(description: str, total: Optional[int] = None):
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TimeElapsedColumn(), console=console or Console(stderr=True), transient=True) as bar:
-            task = bar.add_task(description, total=total)
-
-            class Task:
-                def advance(self, n: int = 1) -> None:
-                    bar.advance(task, n)
-
-            yield Task()
-
-    return progress
+    return Progress(True, console=console, transient=True)
 
 
 # -- building --------------------------------------------------------------------
@@ -198,18 +186,153 @@ class BuildOutcome:
     seconds: float  # build time (0 when reused)
 
 
-def build_key(attack, config, *, clean_fingerprint: dict, world_name: str, seed: int) -> str:
-    """Content key of a build: same recipe, config, clean model, world and seed -> same key."""
-    from .plugins import get_registry
+#: Core modules (relative to the dife_core package) whose code decides what a
+#: build writes: the builder driver and card completion, the shared training
+#: loop, the model and checkpoint code, and everything the native cell's
+#: measurement runs (evaluate_cell, its embeddings, scoring, intervals and the
+#: built-in interfaces and metrics). Spec parsing, reports and the CLI are left
+#: out: they do not change a built checkpoint.
+CORE_SOURCES = (
+    "building.py", "attacks.py", "training.py", "cards.py", "checkpoint.py", "model.py", "metrics.py",
+    "utility.py", "populations.py", "types.py",
+    "engine/evaluate.py", "engine/cells.py", "engine/embeddings.py", "engine/applicability.py",
+    "engine/context.py", "engine/scoring.py", "engine/intervals.py",
+    "builtins/interfaces.py", "builtins/metrics.py",
+)
 
-    owner = get_registry().owner("attacks", attack.name)
-    info = get_registry().infos.get(owner or "")
+
+def _package_files(module_name: str) -> tuple:
+    """``(files, root)``: every ``.py`` file of the top-level package that defines
+    ``module_name`` and the package folder (or the module's own file and its folder)."""
+    import importlib.util
+    import sys
+
+    top = module_name.split(".")[0]
+    mod = sys.modules.get(top)
+    spec = getattr(mod, "__spec__", None) or importlib.util.find_spec(top)
+    dirs = [Path(d) for d in (getattr(spec, "submodule_search_locations", None) or [])]
+    if dirs:
+        files = sorted((p for d in dirs for p in d.rglob("*.py") if "__pycache__" not in p.parts), key=str)
+        return files, dirs[0]
+    origin = getattr(spec, "origin", None) or getattr(sys.modules.get(module_name), "__file__", None)
+    return ([Path(origin)], Path(origin).parent) if origin else ([], None)
+
+
+def source_digest(files, root: Optional[Path] = None) -> str:
+    """sha256 over the names (relative to ``root`` when given) and bytes of ``files``:
+    the identity of the code that produced a cached result."""
+    h = hashlib.sha256()
+    for f in files:
+        f = Path(f)
+        name = str(f.relative_to(root)) if root is not None and f.is_relative_to(root) else f.name
+        h.update(name.encode() + b"\0")
+        h.update(f.read_bytes() if f.is_file() else b"<missing>")
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def package_digest(module_name: str) -> str:
+    """:func:`source_digest` of every ``.py`` file of the package defining ``module_name``."""
+    return source_digest(*_package_files(module_name))
+
+
+def core_digest() -> str:
+    """:func:`source_digest` of :data:`CORE_SOURCES`."""
+    here = Path(__file__).resolve().parent
+    return source_digest([here / f for f in CORE_SOURCES], here)
+
+
+def _tensor_digest(h, x) -> None:
+    import numpy as np
+
+    if x is None:
+        h.update(b"<none>")
+        return
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().contiguous().numpy()
+    if not isinstance(x, np.ndarray):
+        # an object the digest cannot read (e.g. a function): its type only, never
+        # a repr that carries a memory address
+        h.update(f"<{type(x).__module__}.{type(x).__qualname__}>".encode())
+        return
+    a = np.ascontiguousarray(x)
+    h.update(f"{a.dtype}{a.shape}".encode())
+    h.update(a.tobytes() if a.dtype != object else json.dumps(a.tolist(), default=str).encode())
+
+
+_WORLD_DIGESTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def world_digest(world) -> str:
+    """Content identity of a world: its name, classes, templates, source and
+    target, and the bytes of every population and extra it holds (two worlds
+    with the same name but other data get different digests). Worlds are
+    read-only, so the digest is remembered per world object."""
+    try:
+        return _WORLD_DIGESTS[world]
+    except (KeyError, TypeError):
+        pass
+    digest = _world_digest(world)
+    with contextlib.suppress(TypeError):
+        _WORLD_DIGESTS[world] = digest
+    return digest
+
+
+def _world_digest(world) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([world.name, list(world.classnames), list(world.templates), world.source,
+                         world.target]).encode())
+
+    def add(obj):
+        if obj is None or isinstance(obj, (str, int, float, bool)):
+            h.update(repr(obj).encode())
+        elif attrs.has(type(obj)):
+            for f in attrs.fields(type(obj)):
+                h.update(f.name.encode())
+                add(getattr(obj, f.name))
+        elif isinstance(obj, dict):
+            for k in sorted(obj, key=str):
+                h.update(str(k).encode())
+                add(obj[k])
+        elif isinstance(obj, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in obj):
+            h.update(json.dumps(list(obj)).encode())
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                add(v)
+        else:
+            _tensor_digest(h, obj)
+
+    for kind in ("classification", "train", "pool", "rerank", "selection", "shadow"):
+        h.update(kind.encode())
+        add(getattr(world, kind, None))
+    add(dict(world.extras or {}))
+    return h.hexdigest()[:20]
+
+
+def build_key(attack, config, *, clean_fingerprint: dict, world=None, world_name: Optional[str] = None,
+              seed: int, clean_encoder: Optional[str] = None) -> str:
+    """Content key of a build: same code, config, clean model, world and seed -> same key.
+
+    The code is the content of every ``.py`` file of the package that defines
+    the attack's builder (and its config class, when another package defines
+    it), of :data:`CORE_SOURCES`, and of the clean model's encoder package
+    (``clean_encoder``: a module name) -- not the plugin's version, so an edit
+    without a version bump still rebuilds. ``world`` contributes its content
+    (:func:`world_digest`); ``world_name`` alone is accepted for callers
+    without the world object.
+    """
+    code = {"builder": package_digest(attack.build.__module__), "core": core_digest()}
+    config_module = getattr(attack.config, "__module__", None)
+    if config_module and config_module.split(".")[0] != attack.build.__module__.split(".")[0]:
+        code["config"] = package_digest(config_module)
+    if clean_encoder:
+        code["encoder"] = package_digest(clean_encoder)
     payload = {
         "attack": attack.name,
-        "plugin": [owner, info.version if info else None],
+        "code": code,
         "config": config_to_dict(config),
         "clean": clean_fingerprint,
-        "world": world_name,
+        "world": world_digest(world) if world is not None else world_name,
         "seed": int(seed),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
@@ -313,7 +436,8 @@ def build_attack(attack_name: str, *, clean, world, overrides: Optional[dict] = 
     attack = get_attack(attack_name, where=where.rsplit(".", 1)[0])
     config = make_config(attack, overrides, where=where)
     name = name or attack.name
-    key = build_key(attack, config, clean_fingerprint=clean.fingerprint(), world_name=world.name, seed=seed)
+    key = build_key(attack, config, clean_fingerprint=clean.fingerprint(), world=world, seed=seed,
+                    clean_encoder=type(clean).__module__)
     if out is None:
         out = Path(cache_dir or default_cache_dir()) / "checkpoints" / f"{name}-{key}"
     out = Path(out)
