@@ -246,25 +246,21 @@ def contrastive_train(
     return encoder
 
 
-class _Bar:
-    """A rich progress bar showing step, loss and time left."""
-
-    def __init__(self, description: str, total: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(),
-                                 TimeRemainingColumn(), transient=False)
-        self.task = self.progress.add_task(description, total=total, loss=float("nan"))
-        self.progress.start()
-
-    def update(self, completed: int, loss: float) -> None:
-        self.progress.update(self.task, completed=completed, loss=loss)
-
-    def close(self) -> None:
-        self.progress.stop()
-
-
 def _progress(progress, description: str, total: int):
-    return _Bar(description, total) if progress else None
+    """A bar (the one progress reporter) showing step and loss, or None."""
+    from .progress import as_progress
+
+    p = as_progress(progress)
+    if not p.enabled:
+        return None
+    cm = p.task(description, total)
+    task = cm.__enter__()
+
+    class _Bar:
+        def update(self, completed: int, loss: float) -> None:
+            task.update(completed, status=f"loss {loss:.3f}")
+
+        def close(self) -> None:
+            cm.__exit__(None, None, None)
+
+    return _Bar()

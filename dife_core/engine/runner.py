@@ -25,7 +25,7 @@ from .context import Mechanism, MechanismContext
 from .embeddings import EmbeddingService, resolve_trigger
 from .evaluate import evaluate_cell, world_templates
 from .footprint import measure_branch_swap, measure_component_repair, measure_per_interface
-from .progress import Progress
+from ..progress import Progress
 from .spec import CONTROL_SEP, AuditSpec, load_spec, require_valid
 from .store import AuditLock, CellStore
 
