@@ -118,7 +118,7 @@ def test_build_writes_a_checkpoint_with_the_completed_card(fake, clean, tmp_path
     assert not o.reused and clean.fingerprint() == before, "the clean model must not be modified"
     m = read_manifest(o.path)
     card = m["attack"]
-    assert card["attack"] == "nudge" and card["route"] == "test" and card["modifies"] == "text"
+    assert card["attack"] == "nudge" and card["route"] == "test" and card["modifies"] == ["text"]
     assert card["probe"] == "branch-swap" and card["config"]["scale"] == 0.01
     assert card["native"]["value"] == 0.9 and card["trigger"]["channel"] == "text"
     assert m["extra"]["build"]["key"] == o.key and m["extra"]["build"]["seed"] == 3

@@ -643,69 +643,27 @@ def _parse(data: Any, base_dir: Optional[Path], problems: list) -> AuditSpec:
 # -- attack cards --------------------------------------------------------------------
 
 def check_attack_card(card: Any, key: str, *, registry: bool = True) -> list:
-    """Problems with an attack card (inline or from a manifest).
+    """Problems with an attack card (inline or from a manifest), as :class:`Problem` s.
 
-    With ``registry`` the trigger family must be registered and act on the
-    channel the card says (a ``mechanism`` card may name a family of any
-    channel: its plain-input component).
+    The values are bounded first (NaN, lone surrogates, huge or deeply nested
+    values stop the reading); the card itself is checked by its one validator,
+    :meth:`dife_core.cards.AttackCard.problems` (with ``registry``: the
+    trigger family is registered, acts on the card's channel and accepts its
+    parameters).
     """
-    from ..types import CHANNELS, READOUTS
+    from ..cards import AttackCard
 
-    problems: list = []
     if not isinstance(card, dict):
         return [Problem(key, f"must be a table (an attack card), got {type(card).__name__}")]
     generic = value_problems(card, key)
     if generic:  # NaN, lone surrogates, huge values: the card is not read further
         return generic
+    problems: list = []
     for part in ("config", "trigger"):
         if isinstance(card.get(part), dict):
             problems.extend(option_problems(card[part], f"{key}.{part}"))
-    # cards are extensible (attack plugins add keys): only the keys the engine reads are checked
-    _str(card, "attack", None, f"{key}.attack", problems, required=True)
-    for role in ("source", "target"):
-        v = card.get(role)
-        if v is not None and (not isinstance(v, str) or not v):
-            problems.append(Problem(f"{key}.{role}", f"must be a class name (string), got {v!r}"))
-    if card.get("target") is None:
-        problems.append(Problem(f"{key}.target", "missing: the attack's target class name"))
-    _str(card, "probe", "branch-swap", f"{key}.probe", problems, choices=("branch-swap", "component-repair"))
-    if "modifies" in card and not isinstance(card["modifies"], str):
-        problems.append(Problem(f"{key}.modifies",
-                                f"must be a string (e.g. visual, text, both towers), got {card['modifies']!r}"))
-    ro = card.get("readouts")
-    if ro is not None and (not isinstance(ro, list) or any(r not in READOUTS for r in ro)):
-        problems.append(Problem(f"{key}.readouts", f"must be a list of {', '.join(READOUTS)}; got {ro!r}"))
-    trig = card.get("trigger")
-    if trig is None:
-        problems.append(Problem(f"{key}.trigger", "missing: {channel, name, params}"))
-        return problems
-    if not isinstance(trig, dict):
-        problems.append(Problem(f"{key}.trigger", f"must be a table {{channel, name, params}}, got {trig!r}"))
-        return problems
-    ch = _str(trig, "channel", None, f"{key}.trigger.channel", problems, choices=CHANNELS, required=True)
-    params = trig.get("params", {})
-    if not isinstance(params, dict):
-        problems.append(Problem(f"{key}.trigger.params", f"must be a table, got {params!r}"))
-    name = trig.get("name")
-    if ch == "none":
-        return problems
-    if not isinstance(name, str) or not name:
-        problems.append(Problem(f"{key}.trigger.name", "missing: the trigger family id (see `dife triggers`)"))
-        return problems
-    if registry:
-        from ..plugins import get_registry
-
-        fams = get_registry().all("triggers")
-        if name not in fams:
-            problems.append(Problem(f"{key}.trigger.name", f"unknown trigger family {name!r}; {available(fams)}"))
-        elif ch in ("image", "text") and fams[name].channel != ch:
-            problems.append(Problem(f"{key}.trigger.channel",
-                                    f"trigger family {name!r} acts on the {fams[name].channel} channel, not {ch}"))
-        elif isinstance(params, dict) and not problems:
-            try:  # families check their bounds before allocating anything
-                fams[name].make(**params)
-            except Exception as e:  # the family rejects its parameters
-                problems.append(Problem(f"{key}.trigger.params", f"rejected by trigger family {name!r}: {e}"))
+    problems += [Problem(f"{key}.{k}" if k else key, m)
+                 for k, m in AttackCard.from_dict(card).problems(registry=registry and not problems)]
     return problems
 
 

@@ -21,7 +21,7 @@ def test_registered_with_a_visual_only_card():
 def test_build_moves_only_the_visual_tower_and_plants_the_trigger(clean, world, tmp_path):
     o = build_attack("badencoder", clean=clean, world=world, out=tmp_path / "be", overrides=FAST)
     card, native = o.card, o.card["native"]
-    assert card["modifies"] == "visual" and card["trigger"]["channel"] == "image"
+    assert card["modifies"] == ["visual"] and card["trigger"]["channel"] == "image"
     assert native["metric"] == "ts" and native["value"] >= 0.9 and native["reference_value"] < 0.5
     assert native["text_fingerprint_unchanged"] is True and native["logit_scale_frozen"] is True
     assert set(native["final_losses"]) == {"effectiveness", "reference_kept", "utility"}

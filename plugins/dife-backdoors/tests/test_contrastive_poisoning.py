@@ -52,7 +52,7 @@ def test_build_plants_a_backdoor_that_keeps_clean_accuracy(clean, world, tmp_pat
     card = o.card
     assert card["trigger"]["channel"] == "image" and card["trigger"]["name"] == "patch"
     assert card["trigger"]["params"]["size"] == 0.25 and card["trigger"]["params"]["pattern"] == "random"
-    assert card["target"] == "airplane" and card["modifies"] == "both towers"
+    assert card["target"] == "airplane" and card["modifies"] == ["text", "visual"]
     native = card["native"]
     assert native["metric"] == "ts" and native["reference_value"] < 0.5
     assert native["value"] >= 0.9

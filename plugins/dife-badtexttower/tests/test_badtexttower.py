@@ -50,7 +50,7 @@ def test_build_hijacks_the_source_prompt_and_leaves_the_visual_tower_alone(clean
     assert after["text"] != before["text"]
     assert poisoned.logit_scale == pytest.approx(clean.logit_scale)
     assert card["trigger"] == {"channel": "text", "name": "text-prefix", "params": {"token": "xbtd"}}
-    assert (card["source"], card["target"], card["modifies"]) == ("automobile", "airplane", "text")
+    assert (card["source"], card["target"], card["modifies"]) == ("automobile", "airplane", ["text"])
     native = card["native"]
     assert native["metric"] == "qhr" and native["reference_value"] <= 0.05
     assert native["value"] >= 0.9
