@@ -385,6 +385,13 @@ def _complete_card(card: dict, attack, config) -> dict:
         missing.append("clean_utility.clean_acc")
     if missing:
         raise PluginError(f"{owner}: its attack card lacks {', '.join(missing)}.")
+    from .cards import AttackCard
+
+    typed = AttackCard.from_dict(json.loads(json.dumps(card, default=_jsonable)))
+    probs = typed.problems()
+    if probs:  # the one card validator, as for specs and manifests
+        raise PluginError(f"{owner}: its attack card is invalid: " + "; ".join(f"{k}: {m}" for k, m in probs) + ".")
+    card["modifies"] = sorted(typed.modifies)  # the branch set, whatever words the registered card used
     return json.loads(json.dumps(card, default=_jsonable))
 
 
