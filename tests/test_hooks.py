@@ -136,3 +136,22 @@ def test_contrib_template_is_discovered_through_its_entry_point(tmp_path):
     assert tpl["error"] is None
     assert tpl["provides"] == {"metrics": ["template-top1-margin"]}
     assert tpl["hooks"] == ["register_metrics"]
+
+
+def test_dife_attacks_json_shows_config_defaults():
+    import json
+
+    from click.testing import CliRunner
+
+    from dife_core.building import config_fields
+    from dife_core.cli import build_cli
+    from dife_core.plugins import get_registry
+
+    r = CliRunner().invoke(build_cli(), ["attacks", "--json"])
+    assert r.exit_code == 0, r.output
+    recs = {a["name"]: a for a in json.loads(r.output)}
+    attack = get_registry().get("attacks", "contrastive-poisoning")
+    fields = {f["name"]: f for f in config_fields(attack.config)}
+    cfg = recs["contrastive-poisoning"]["config"]
+    assert set(cfg) == set(fields)
+    assert cfg["steps"]["default"] == fields["steps"]["default"] and cfg["steps"]["doc"] == fields["steps"]["doc"]

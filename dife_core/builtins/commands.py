@@ -85,9 +85,18 @@ def register_commands(cli):
                        lambda i: i.card.to_dict(),
                        ["name", "readout", "trigger_channels", "target_event", "reference", "metric"])
     )
+    def _attack(a):
+        from dife_core.building import config_fields
+
+        rec = __import__("attrs").asdict(a.card)
+        # the documented config defaults (what a build uses for every key its spec leaves out)
+        rec["config"] = {f["name"]: {"default": config_to_dict_value(f["default"]), "doc": f["doc"]}
+                         for f in config_fields(a.config)}
+        return rec
+
     cli.command("attacks")(
-        _cards_command("attacks", "List the registered attacks and their cards.",
-                       lambda a: __import__("attrs").asdict(a.card),
+        _cards_command("attacks", "List the registered attacks, their cards and config defaults (--json).",
+                       _attack,
                        ["name", "title", "route", "modifies", "trigger_channel", "native_protocol"])
     )
     cli.command("triggers")(
@@ -96,6 +105,17 @@ def register_commands(cli):
                                   "description": t.description, "defaults": t.defaults},
                        ["name", "channel", "description"])
     )
+
+
+def config_to_dict_value(v):
+    """A config default as JSON data (tuples as lists, attrs/other objects as text)."""
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, (list, tuple)):
+        return [config_to_dict_value(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): config_to_dict_value(x) for k, x in v.items()}
+    return str(v)
 
 
 def _fmt(v):

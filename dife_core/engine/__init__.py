@@ -7,6 +7,7 @@ Public API::
     spec = load_spec("audit.toml")          # or AuditSpec.from_dict({...})
     results = run_audit(spec, "out/", resume=False, progress=True)
     render_reports("out/")                   # re-render from the stored records
+    record = evaluate_cell(model, clean, world, card, "zero-shot-classification")  # one cell
 
 Interface plugins use :class:`CellContext`, return :class:`CellResult` and
 may raise :class:`NotEvaluable`. Importing this package does not import torch.
@@ -14,6 +15,7 @@ may raise :class:`NotEvaluable`. Importing this package does not import torch.
 
 from .cells import CellResult, NotEvaluable, entry_type
 from .context import CellContext, Mechanism, MechanismContext
+from .evaluate import evaluate_cell
 from .runner import run_audit
 from .spec import (AuditSpec, CheckpointSpec, FootprintParams, PopulationSpec, Problem, Thresholds, load_spec,
                    validate_spec)
@@ -29,5 +31,5 @@ def render_reports(out_dir) -> dict:
 __all__ = [
     "AuditSpec", "CheckpointSpec", "PopulationSpec", "Thresholds", "FootprintParams", "Problem", "load_spec",
     "validate_spec", "run_audit", "render_reports", "CellContext", "CellResult", "NotEvaluable", "Mechanism",
-    "MechanismContext", "entry_type",
+    "MechanismContext", "entry_type", "evaluate_cell",
 ]
