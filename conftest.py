@@ -4,7 +4,7 @@ import os
 
 # Keep stray third-party plugins installed in the environment out of the test
 # run: only DIFE's own plugins and the contrib template load.
-FIRST_PARTY = "openclip,hfclip,shapes,backdoors,badtexttower,interfaces_extra,plugin_template"
+FIRST_PARTY = "openclip,hfclip,shapes,backdoors,badtexttower,interfaces_extra,scan,plugin_template"
 os.environ.setdefault("DIFE_LOAD_PLUGINS", FIRST_PARTY)
 os.environ.setdefault("DIFE_STRICT_PLUGINS", "1")
 
@@ -15,3 +15,9 @@ os.environ.setdefault("DIFE_STRICT_PLUGINS", "1")
 import torch  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("DIFE_TEST_THREADS") or min(2, os.cpu_count() or 1)))
+
+
+def pytest_configure(config):
+    # `gpu`: the CUDA / bf16 paths; they run wherever torch.cuda.is_available()
+    # and skip elsewhere (`make test-gpu` runs only them, failing without a GPU)
+    config.addinivalue_line("markers", "gpu: needs a CUDA device (make test-gpu)")

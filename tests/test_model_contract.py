@@ -352,9 +352,12 @@ def test_dtype_moves_and_fingerprint_invalidation():
     assert enc.fingerprint() != fp32  # the hash covers dtype; to() invalidated the cache
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_cuda_device(tmp_path):
     from dife_openclip.testing import tiny_encoder
+    from tests.test_gpu import require_cuda
+
+    require_cuda()  # skips without CUDA; fails instead under DIFE_REQUIRE_GPU (make test-gpu)
 
     enc = tiny_encoder("vit")
     save_checkpoint(enc, tmp_path / "c")

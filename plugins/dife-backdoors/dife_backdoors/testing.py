@@ -42,11 +42,19 @@ def easy_world(seed: int = 0, *, n_pairs: int = 400, n_test: int = 80):
                  extras={"train_pairs": split(n_pairs, "pairs")})
 
 
-@functools.lru_cache(maxsize=4)
 def easy_clean(world_seed: int = 0, *, steps: int = 40, seed: int = 0):
-    """A tiny open_clip ViT trained contrastively on ``easy_world(world_seed)`` (clean
-    accuracy ~1). Memoised across a test session: never train it in place
-    (``build_attack`` works on a copy)."""
+    """A private copy of a tiny open_clip ViT trained contrastively on
+    ``easy_world(world_seed)`` (clean accuracy ~1). Trained once per process;
+    every call returns a fresh copy, so a test may train or edit it in place."""
+    from dife_core.building import copy_encoder
+
+    enc = copy_encoder(_easy_clean(world_seed, steps=steps, seed=seed))
+    enc.invalidate_fingerprint()
+    return enc.eval()
+
+
+@functools.lru_cache(maxsize=4)
+def _easy_clean(world_seed: int = 0, *, steps: int = 40, seed: int = 0):
     from dife_core.training import contrastive_train
     from dife_openclip.testing import tiny_encoder
 

@@ -2,7 +2,9 @@
 
 ``clean_clip("default")`` trains the clean reference model on the CPU in a few
 minutes, or loads it from the cache when the same recipe (same content: world
-preset, architecture, schedule, seed, generator version) was trained before.
+preset, architecture, schedule, seed, generator version, and the source of
+the code that renders the world and trains the model, :data:`RECIPE_SOURCES`)
+was trained before: an edit to that code retrains, with no version bump.
 The cache holds DIFE checkpoint folders under ``$DIFE_CACHE_DIR`` (default
 ``~/.cache/dife``), in ``shapes/``.
 
@@ -47,8 +49,39 @@ class Recipe:
 
     def key(self, seed: int) -> str:
         blob = json.dumps({"recipe": attrs.asdict(self), "seed": int(seed),
-                           "generator": render.GENERATOR_VERSION}, sort_keys=True)
+                           "generator": render.GENERATOR_VERSION, "code": recipe_code_digest()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+#: The code that decides a recipe's trained weights: the world's rendering and
+#: populations (this package), the model's architecture and forward pass
+#: (dife_openclip's encoder) and the core training loop, model and checkpoint
+#: code. ``(module, file)`` pairs; the files are hashed by content.
+RECIPE_SOURCES = (
+    ("dife_shapes", "render.py"), ("dife_shapes", "world.py"), ("dife_shapes", "recipe.py"),
+    ("dife_openclip", "encoder.py"),
+    ("dife_core", "training.py"), ("dife_core", "model.py"), ("dife_core", "checkpoint.py"),
+    ("dife_core", "populations.py"), ("dife_core", "builtins/datasets.py"),
+)
+
+
+def recipe_code_digest(sources=None) -> str:
+    """sha256 of the files in ``sources`` (default :data:`RECIPE_SOURCES`)."""
+    sources = RECIPE_SOURCES if sources is None else sources
+    import importlib.util
+
+    from dife_core.building import source_digest
+
+    files = []
+    for module, rel in sources:
+        spec = importlib.util.find_spec(module)
+        base = Path(list(spec.submodule_search_locations)[0]) if spec and spec.submodule_search_locations else None
+        files.append((base / rel) if base else Path(f"<{module}>/{rel}"))
+    h = hashlib.sha256()
+    for (module, rel), f in zip(sources, files):
+        h.update(f"{module}/{rel}\0".encode())
+        h.update(source_digest([f], f.parent).encode())
+    return h.hexdigest()
 
 
 RECIPES = {
