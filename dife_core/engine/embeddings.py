@@ -14,8 +14,24 @@ Work is split into *encode jobs* -- (tower, input set, trigger, shard of
 so a later version can run them elsewhere (a Ray cluster) without changing
 the cache. Image triggers are applied per shard with seed ``audit seed +
 first row index``, so a triggered set does not depend on the batch size.
-Passes run under ``torch.inference_mode``; on CUDA with bf16 autocast.
-Features come back L2-normalised, float32, on the CPU.
+Passes run under ``torch.inference_mode``; on CUDA with bf16 autocast,
+pinned host memory and non-blocking copies. Features come back
+L2-normalised, float32, on the CPU.
+
+**Streaming.** An image set may be a tensor or an image *source*
+(:class:`dife_core.populations.ImageSource`: files, WebDataset shards, a
+renderer; ``population.images`` of a streaming source is a
+:class:`~dife_core.populations.LazyImages` that carries it). A source is
+read one shard at a time, the next shard decoded in a background thread
+while the current one is encoded, so peak memory is one or two shards plus
+the features, whatever the population's size. Shards, seeds and batches are
+the same as for the in-memory tensor, so the features are identical.
+
+**Persistent store.** With a :class:`dife_core.embedstore.EmbeddingStore`
+(``store=``; by default the one ``$DIFE_EMBED_STORE`` names, see
+:func:`dife_core.embedstore.from_env`) every set is looked up on disk before it
+is encoded and written there after; ``log`` still lists only the encode jobs
+actually run, ``store_hits`` the sets read from disk.
 """
 
 from __future__ import annotations
@@ -28,6 +44,7 @@ from typing import Callable, Optional
 import attrs
 
 SHARD = 1024
+_FROM_ENV = object()
 
 
 @attrs.frozen
@@ -130,11 +147,10 @@ def encode_shard(encoder, branch: str, rows, trigger: AppliedTrigger, *, seed: i
     import torch.nn.functional as F
 
     src = _source(encoder, branch)
-    if branch == "visual":
-        if rows.dtype == torch.uint8:
-            rows = rows.float().div_(255.0)
+    visual = branch == "visual"
+    if visual:
         if trigger.fn is not None and trigger.channel == "image":
-            rows = trigger.fn(rows, seed=seed)
+            rows = trigger.fn(rows.float().div_(255.0) if rows.dtype == torch.uint8 else rows, seed=seed)
         n = int(rows.shape[0])
     else:
         rows = list(rows)
@@ -142,14 +158,21 @@ def encode_shard(encoder, branch: str, rows, trigger: AppliedTrigger, *, seed: i
             rows = list(trigger.fn(rows))
         n = len(rows)
     out = []
-    with torch.inference_mode(), autocast_context(src.device):
+    dev = torch.device(getattr(src, "device", "cpu"))
+    with torch.inference_mode(), autocast_context(dev):
         for lo in range(0, n, batch_size):
             batch = rows[lo:lo + batch_size]
-            feats = src.encode_image(batch) if branch == "visual" else src.encode_text(batch)
-            out.append(F.normalize(feats.float(), dim=-1).cpu())
+            if visual:
+                if dev.type == "cuda":
+                    # page-locked host memory lets the copy overlap the previous batch's kernels
+                    batch = batch.pin_memory().to(dev, non_blocking=True)
+                if batch.dtype == torch.uint8:  # one batch at a time (on the device there): uint8 travels
+                    batch = batch.float().div_(255.0)
+            feats = src.encode_image(batch) if visual else src.encode_text(batch)
+            out.append(F.normalize(feats.float(), dim=-1))
     if not out:
         return torch.zeros((0, 0))
-    feats = torch.cat(out)
+    feats = torch.cat(out).cpu()  # one device-to-host copy per shard: no sync per batch
     if not bool(torch.isfinite(feats).all()):
         bad = int((~torch.isfinite(feats)).any(dim=1).sum())
         raise NonFiniteFeatures(
@@ -166,25 +189,40 @@ class EmbeddingService:
     to show nothing is encoded twice.
     """
 
-    def __init__(self, *, batch_size: int = 256, seed: int = 0, progress=None, shard: int = SHARD):
+    def __init__(self, *, batch_size: int = 256, seed: int = 0, progress=None, shard: int = SHARD,
+                 store=_FROM_ENV, prefetch: int = 1):
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.shard = int(shard)
         self.progress = progress
+        self.prefetch = int(prefetch)
+        if store is _FROM_ENV:
+            from ..embedstore import from_env
+
+            store = from_env()
+        self.store = store
         self._cache: dict = {}
         self._rows: dict = {}  # text tower key -> {string: feature row}
         self._memo: dict = {}
+        self._content: dict = {}  # id(tensor) -> (tensor, version, content key)
         self.log: list = []
+        self.store_hits: list = []
 
     # -- public --------------------------------------------------------------------
     def images(self, encoder, name: str, pixels, trigger: AppliedTrigger = CLEAN):
-        """Features of image set ``name`` (pixels ``[N,3,H,W]`` in [0, 1])
+        """Features of image set ``name`` (pixels ``[N,3,H,W]`` in [0, 1] or
+        uint8, a :class:`~dife_core.populations.LazyImages` or an image source)
         through ``encoder``'s visual tower, with ``trigger`` applied."""
         if trigger.fn is None or trigger.channel != "image":
             trigger = CLEAN  # identity / a text trigger leaves images as they are
         key = (tower_key(encoder, "visual"), "visual", name, trigger.key)
         if key not in self._cache:
-            self._cache[key] = self._encode(encoder, "visual", name, pixels, trigger, key)
+            skey = self._store_key(encoder, "visual", pixels, trigger, key) if self.store is not None else None
+            feats = self._load(skey, key)
+            if feats is None:
+                feats = self._encode(encoder, "visual", name, pixels, trigger, key)
+                self._save(skey, feats, name)
+            self._cache[key] = feats
         return self._cache[key]
 
     def texts(self, encoder, strings, trigger: AppliedTrigger = CLEAN, name: Optional[str] = None):
@@ -207,11 +245,22 @@ class EmbeddingService:
             applied = self.triggered_strings(strings, trigger)
             table = self._rows.setdefault(tk, {})
             missing = list(dict.fromkeys(s for s in applied if s not in table))
+            skey, hit = None, False
+            if missing and self.store is not None:
+                skey = {"tower": tk, "branch": "text", "population": _strings_key(applied),
+                        "trigger": "clean", "precision": _precision(encoder, "text")}
+                stored = self._load(skey, key)
+                if stored is not None and stored.shape[0] == len(applied):
+                    for s, row in zip(applied, stored):
+                        table.setdefault(s, row)
+                    missing, hit = [], True
             if missing:
                 feats = self._encode(encoder, "text", name, missing, CLEAN, key)
                 for s, row in zip(missing, feats):
                     table[s] = row
             self._cache[key] = torch.stack([table[s] for s in applied]) if applied else torch.zeros((0, 0))
+            if skey is not None and applied and not hit:
+                self._save(skey, self._cache[key], name)
         return self._cache[key]
 
     def memo(self, key, fn: Callable):
@@ -225,26 +274,103 @@ class EmbeddingService:
         return list(trigger.fn(strings)) if trigger.fn is not None and trigger.channel == "text" else strings
 
     # -- internals -------------------------------------------------------------------
+    def _shards(self, branch: str, rows):
+        """``(lo, shard)`` pairs: slices of an in-memory tensor / string list,
+        or a source read shard by shard with background decoding."""
+        if branch == "visual":
+            from ..populations import ArraySource, as_source
+
+            src = as_source(rows)
+            if not isinstance(src, ArraySource) and not getattr(src, "eager", False):
+                yield from src.shards(self.shard, prefetch=self.prefetch)
+                return
+            rows = src.array if isinstance(src, ArraySource) else src.materialise()
+            n = int(rows.shape[0])
+        else:
+            n = len(rows)
+        for lo in range(0, n, self.shard):
+            yield lo, rows[lo:lo + self.shard]
+
     def _encode(self, encoder, branch: str, name: str, rows, trigger: AppliedTrigger, key):
         import torch
 
-        n = int(rows.shape[0]) if branch == "visual" else len(rows)
-        parts = []
+        from ..populations import ImageSource, LazyImages
+
+        lazy = isinstance(rows, (ImageSource, LazyImages))
+        n = len(rows) if branch != "visual" or lazy else int(rows.shape[0])
+        out = None
         label = f"encode {name} ({branch}{'' if key[3] == 'clean' else ', triggered'})"
         with self._task(label, n) as task:
-            for lo in range(0, n, self.shard):
-                parts.append(encode_shard(encoder, branch, rows[lo:lo + self.shard], trigger,
-                                          seed=self.seed + lo, batch_size=self.batch_size))
-                self.log.append((key[0], branch, name, key[3], min(self.shard, n - lo)))
-                task.advance(min(self.shard, n - lo))
-        if not parts:
+            for lo, shard in self._shards(branch, rows):
+                m = int(shard.shape[0]) if branch == "visual" else len(shard)
+                feats = encode_shard(encoder, branch, shard, trigger, seed=self.seed + lo, batch_size=self.batch_size)
+                del shard
+                if out is None:  # one [N, D] buffer: no list of parts plus a concatenated copy at the end
+                    out = torch.empty((n, feats.shape[1]), dtype=feats.dtype)
+                out[lo:lo + m] = feats
+                self.log.append((key[0], branch, name, key[3], m))
+                task.advance(m)
+        if out is None:
             return torch.zeros((0, 0))
-        return torch.cat(parts)
+        return out
+
+    # -- persistent store ----------------------------------------------------------------
+    def _content_key(self, pixels) -> str:
+        """The population content key: a source's own, or a hash of the pixels
+        (memoised per tensor while it is unchanged)."""
+        from ..populations import ImageSource, LazyImages, tensor_key
+
+        if isinstance(pixels, LazyImages):
+            pixels = pixels.source
+        if isinstance(pixels, ImageSource):
+            return pixels.content_key()
+        got = self._content.get(id(pixels))
+        version = getattr(pixels, "_version", None)
+        if got is not None and got[0] is pixels and got[1] == version:
+            return got[2]
+        ck = "array:" + tensor_key(pixels)
+        self._content[id(pixels)] = (pixels, version, ck)
+        return ck
+
+    def _store_key(self, encoder, branch: str, pixels, trigger: AppliedTrigger, key) -> dict:
+        k = {"tower": key[0], "branch": branch, "population": self._content_key(pixels), "trigger": trigger.key,
+             "precision": _precision(encoder, branch)}
+        if trigger.key != "clean":  # random placement depends on the seed and the shard boundaries
+            k.update(seed=self.seed, shard=self.shard)
+        return k
+
+    def _load(self, skey, key):
+        if skey is None or self.store is None:
+            return None
+        feats = self.store.get(skey)
+        if feats is not None:
+            self.store_hits.append((key, skey))
+        return feats
+
+    def _save(self, skey, feats, name: str) -> None:
+        if skey is None or self.store is None or feats.numel() == 0:
+            return
+        try:
+            self.store.put(skey, feats, info={"name": name})
+        except OSError:  # a full or read-only disk costs a re-encode later, never the audit
+            pass
 
     def _task(self, label: str, total: int):
         if self.progress is None or total < 4 * self.batch_size:
             return _NullTask()
         return self.progress.task(label, total)
+
+
+def _precision(encoder, branch: str) -> str:
+    """What the features were computed in: fp32 on the CPU, bf16 autocast on CUDA."""
+    import torch
+
+    dev = torch.device(getattr(_source(encoder, branch), "device", "cpu"))
+    return "cuda-bf16" if dev.type == "cuda" else f"{dev.type}-fp32"
+
+
+def _strings_key(strings) -> str:
+    return "text:" + hashlib.sha256("\x1f".join(strings).encode("utf-8")).hexdigest()[:32]
 
 
 class _NullTask:

@@ -185,14 +185,20 @@ def caption_groups(captions) -> "object":
     return torch.as_tensor([ids.setdefault(c, len(ids)) for c in captions]).long()
 
 
-def clean_utility(emb, model, world, templates, *, chunk: int = 4096, device=None) -> dict:
-    """Clean utility beside exposure: zero-shot accuracy and pool retrieval recall."""
+def clean_utility(emb, model, world, templates, *, chunk: int = 4096, device=None, ks=(1, 5, 10)) -> dict:
+    """Clean utility beside exposure: DIFE's own figures (``clean_acc``,
+    ``i2t_r@K`` / ``t2i_r@K``, identical captions one group) and the keys
+    CLIP_benchmark users know, with its definitions (``acc1``, ``acc5``,
+    ``mean_per_class_recall``, ``image_retrieval_recall@K``,
+    ``text_retrieval_recall@K``: only a caption's own image, and an image's
+    own captions, count). Rankings are chunked: no ``[queries x pool]`` matrix."""
     out: dict = {}
     if world.classification is not None and len(world.classnames):
         pop = world.classification
         w = class_weights(emb, model, world.classnames, templates)
         x = emb.images(model, pop.name, pop.images)
         out["clean_acc"] = M.accuracy(x @ w.T, _labels(pop.labels))
+        out.update(zero_shot_classification_keys(x, w, pop.labels))
     if world.pool is not None and len(world.pool):
         pool = world.pool
         xi = emb.images(model, pool.name, pool.images)
@@ -203,8 +209,55 @@ def clean_utility(emb, model, world, templates, *, chunk: int = 4096, device=Non
         for k in (1, 5):
             out[f"i2t_r@{k}"] = M.recall_at_k(r_i2t, k)
             out[f"t2i_r@{k}"] = M.recall_at_k(r_t2i, k)
+        out.update(retrieval_keys(xi, xt, None, ks=ks, chunk=chunk, device=device))
+    return out
+
+
+# -- CLIP_benchmark-compatible keys -------------------------------------------------------
+# Same definitions as CLIP_benchmark 1.6.2 (zeroshot_classification / zeroshot_retrieval).
+# One difference, on ties only: CLIP_benchmark takes torch.topk's order among equal scores
+# (implementation-defined); here a tie with a negative counts against, as everywhere in DIFE.
+
+def zero_shot_classification_keys(x, w, labels, ks=(1, 5)) -> dict:
+    """``acc1``, ``acc5`` (label among the top K classes; K capped at the class
+    count) and ``mean_per_class_recall`` (recall of each class present in
+    ``labels``, averaged), from L2-normalised image features ``x`` and class
+    weights ``w``."""
+    import torch
+
+    y = _labels(labels)
+    s = x.float() @ w.float().T
+    own = s.gather(1, y.view(-1, 1))
+    # rank of the own class: 1 + classes scoring at least as much (ties against)
+    rank = (s >= own).sum(dim=1)
+    out = {f"acc{k}": float((rank <= min(k, s.shape[1])).float().mean()) if len(y) else float("nan") for k in ks}
+    hit = rank == 1
+    recalls = [float(hit[y == c].float().mean()) for c in torch.unique(y).tolist()]
+    out["mean_per_class_recall"] = sum(recalls) / len(recalls) if recalls else float("nan")
+    return out
+
+
+def retrieval_keys(image_features, text_features, text_image_index=None, *, ks=(1, 5, 10), chunk: int = 4096,
+                   device=None) -> dict:
+    """``image_retrieval_recall@K`` (share of captions whose own image is in
+    their top K images) and ``text_retrieval_recall@K`` (share of images with
+    at least one own caption in their top K captions). ``text_image_index[t]``
+    is caption t's image (default: caption t belongs to image t)."""
+    import torch
+
+    n_img, n_txt = int(image_features.shape[0]), int(text_features.shape[0])
+    owner = torch.arange(n_txt) if text_image_index is None else torch.as_tensor(text_image_index).long()
+    images = torch.arange(n_img)
+    r_img = M.chunked_best_positive_rank(text_features, image_features, owner, images, chunk=chunk, device=device)
+    r_txt = M.chunked_best_positive_rank(image_features, text_features, images, owner, chunk=chunk, device=device)
+    out = {}
+    for k in ks:
+        out[f"image_retrieval_recall@{k}"] = float((r_img[r_img > 0] <= k).float().mean())
+        # an image without any caption has no positive: CLIP_benchmark counts it as a miss (0 / 0 -> nan > 0 is False)
+        out[f"text_retrieval_recall@{k}"] = float(((r_txt > 0) & (r_txt <= k)).float().mean())
     return out
 
 
 __all__ = ["class_weights", "zero_shot", "prompt_hijack", "ranking_metrics", "with_deltas", "list_scores",
-           "fit_linear_probe", "probe_for", "caption_groups", "clean_utility", "CLEAN"]
+           "fit_linear_probe", "probe_for", "caption_groups", "clean_utility", "zero_shot_classification_keys",
+           "retrieval_keys", "CLEAN"]

@@ -18,6 +18,13 @@ size, position, rotation, background and noise, natural captions, and:
 Every split has its own random stream derived from ``(seed, split)``, so
 changing one split's size never changes another split's images, and candidate
 lists are fixed from the seed before any model sees them.
+
+Only what is used is drawn: a split's labels, captions and scene attributes
+are sampled when the world is made (cheap), its pixels the first time
+something reads ``.images`` (an audit never reads the 30,000 training pairs).
+Drawn pixels are kept on disk under ``$DIFE_CACHE_DIR/world`` keyed by the
+generator version and every option that changes them, so later processes
+load them instead of drawing again (``DIFE_WORLD_CACHE=off`` turns that off).
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
+import uuid
+from pathlib import Path
 from typing import Optional
 
 import attrs
@@ -116,16 +126,107 @@ def _balanced_labels(rng: np.random.Generator, n: int, n_classes: int) -> np.nda
     return labels[rng.permutation(n)].astype(np.int64)
 
 
-@functools.lru_cache(maxsize=16)
-def generate(n: int, seed: int, split: str, image_size: int = 32, scene_options: tuple = ()):
-    """``n`` class-balanced images (uint8 ``[N,3,H,W]``), their labels and captions.
-
-    Cached in-process (callers get fresh float tensors from :func:`_to_tensor`;
-    never write into the cached arrays)."""
+@functools.lru_cache(maxsize=32)
+def scenes(n: int, seed: int, split: str, image_size: int = 32, scene_options: tuple = ()):
+    """The sampled scenes of a split, its labels and captions: no pixels drawn."""
     rng = _rng(seed, split)
     labels = _balanced_labels(rng, n, len(render.CLASSNAMES))
-    scenes = render.sample_scenes(rng, labels, image_size, **dict(scene_options))
-    return render.render(scenes, image_size), labels, tuple(render.captions(scenes, image_size))
+    sc = render.sample_scenes(rng, labels, image_size, **dict(scene_options))
+    return sc, labels, tuple(render.captions(sc, image_size))
+
+
+def split_key(n: int, seed: int, split: str, image_size: int = 32, scene_options: tuple = ()) -> str:
+    """Content key of a split's pixels: generator version and every option that changes them."""
+    blob = json.dumps([render.GENERATOR_VERSION, int(n), int(seed), split, int(image_size),
+                       [[k, list(v) if isinstance(v, tuple) else v] for k, v in scene_options]],
+                      sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def _cache_dir() -> Optional[Path]:
+    if (os.environ.get("DIFE_WORLD_CACHE") or "").lower() in ("0", "off", "false", "no"):
+        return None
+    return Path(os.environ.get("DIFE_CACHE_DIR") or Path.home() / ".cache" / "dife") / "world"
+
+
+def _read_cached(path: Path, shape: tuple):
+    """Pixels from the disk cache if the file is whole (shape, dtype and SHA-256 check out)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            u8 = f.get_tensor("pixels")
+    except Exception:  # absent, truncated or foreign: draw again
+        return None
+    if u8.dtype != np.uint8 or tuple(u8.shape) != shape or meta.get("sha256") != hashlib.sha256(u8.data).hexdigest():
+        return None
+    return u8
+
+
+def _write_cached(path: Path, u8: np.ndarray) -> None:
+    """Write atomically (unique temp file + os.replace): concurrent audits never see half a file."""
+    from safetensors.numpy import save
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
+        data = save({"pixels": u8}, metadata={"sha256": hashlib.sha256(u8.data).hexdigest()})
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:  # a read-only or full cache only costs drawing again next time
+        pass
+
+
+@functools.lru_cache(maxsize=16)
+def pixels(n: int, seed: int, split: str, image_size: int = 32, scene_options: tuple = ()) -> np.ndarray:
+    """A split's ``uint8 [N,3,H,W]`` pixels: from the disk cache, else drawn
+    (and cached). Shared in-process: never write into the returned array."""
+    folder = _cache_dir()
+    path = folder / f"{split}-{split_key(n, seed, split, image_size, scene_options)}.safetensors" if folder else None
+    if path is not None:
+        got = _read_cached(path, (n, 3, image_size, image_size))
+        if got is not None:
+            got.flags.writeable = False
+            return got
+    sc = scenes(n, seed, split, image_size, scene_options)[0]
+    u8 = np.ascontiguousarray(render.render(sc, image_size))
+    if path is not None:
+        _write_cached(path, u8)
+    u8.flags.writeable = False
+    return u8
+
+
+def generate(n: int, seed: int, split: str, image_size: int = 32, scene_options: tuple = ()):
+    """``n`` class-balanced images (uint8 ``[N,3,H,W]``), their labels and captions
+    (pixels drawn now; :func:`make_world` draws them only when read)."""
+    _, labels, caps = scenes(n, seed, split, image_size, scene_options)
+    return pixels(n, seed, split, image_size, scene_options), labels, caps
+
+
+def _clear_caches() -> None:
+    """Forget in-process scenes and pixels (the disk cache stays; DIFE_WORLD_CACHE=off skips it)."""
+    scenes.cache_clear()
+    pixels.cache_clear()
+
+
+generate.cache_clear = _clear_caches  # callers written for the old lru-cached generate()
+
+
+def split_source(n: int, seed: int, split: str, image_size: int = 32, scene_options: tuple = ()):
+    """An eager image source that draws the split on first use (see the module docstring)."""
+    from dife_core.populations import RenderedSource
+
+    return RenderedSource(n, functools.partial(_writable_pixels, n, seed, split, image_size, scene_options),
+                          key="shapes:" + split_key(n, seed, split, image_size, scene_options),
+                          item_shape=(3, image_size, image_size))
+
+
+def _writable_pixels(*args):
+    # torch.from_numpy wants a writable array; the copy is what an in-memory world held anyway
+    return np.array(pixels(*args))
 
 
 def source_queries(n: int, seed: int, source: str, image_size: int = 32, scene_options: tuple = ()) -> list:
@@ -140,6 +241,50 @@ def _to_tensor(u8):
     import torch
 
     return torch.from_numpy(u8).float().div_(255.0)
+
+
+class Deferred:
+    """A value of :class:`LazyExtras` computed on first access."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+
+class LazyExtras(dict):
+    """``World.extras`` whose expensive values are made on first access; every
+    way of reading a value (``[k]``, ``get``, ``items``, ``values``, ``dict(...)``,
+    iteration) sees the made value."""
+
+    def __getitem__(self, key):
+        value = dict.__getitem__(self, key)
+        if isinstance(value, Deferred):
+            value = value.fn()
+            dict.__setitem__(self, key, value)
+        return value
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def __iter__(self):  # not dict's own iterator: dict(x) / update(x) then read values through __getitem__
+        return iter(list(dict.keys(self)))
+
+    def values(self):
+        return [self[k] for k in self]
+
+    def items(self):
+        return [(k, self[k]) for k in self]
+
+    def copy(self):
+        return dict(self.items())
+
+    def pop(self, key, *default):
+        if key in self:
+            value = self[key]
+            dict.pop(self, key)
+            return value
+        return dict.pop(self, key, *default)
 
 
 def make_world(preset="default", seed: int = 0, *, source: str = DEFAULT_SOURCE,
@@ -161,13 +306,13 @@ def make_world(preset="default", seed: int = 0, *, source: str = DEFAULT_SOURCE,
     opts = tuple(p.scene_options().items())  # hashable, for the generation cache
 
     def labelled(split: str, n: int, pop_name: Optional[str] = None):
-        im, y, caps = generate(n, seed, split, size, opts)
-        return LabelledImages(name=f"{name}/{pop_name or split}", images=_to_tensor(im), labels=y.copy(),
-                              classnames=classes, captions=tuple(caps))
+        _, y, caps = scenes(n, seed, split, size, opts)
+        return LabelledImages(name=f"{name}/{pop_name or split}", images=split_source(n, seed, split, size, opts),
+                              labels=y.copy(), classnames=classes, captions=tuple(caps))
 
-    pool_im, pool_y, pool_caps = generate(p.n_pool, seed, "pool", size, opts)
-    pool = CaptionedPool(name=f"{name}/pool", images=_to_tensor(pool_im), captions=pool_caps,
-                         labels=pool_y.copy(), classnames=classes)
+    _, pool_y, pool_caps = scenes(p.n_pool, seed, "pool", size, opts)
+    pool = CaptionedPool(name=f"{name}/pool", images=split_source(p.n_pool, seed, "pool", size, opts),
+                         captions=pool_caps, labels=pool_y.copy(), classnames=classes)
     s, t = classes.index(source), classes.index(target)
     pair = f"{source}-{target}"
     n_queries = max(p.n_rerank, p.n_selection, p.n_selection_6x1)
@@ -190,13 +335,14 @@ def make_world(preset="default", seed: int = 0, *, source: str = DEFAULT_SOURCE,
         rerank=lists("rerank", p.n_rerank, p.rerank_k, p.rerank_targets, p.rerank_sources),
         selection=lists("selection", p.n_selection, p.selection_k, p.selection_targets, p.selection_sources),
         shadow=labelled("shadow", p.n_shadow),
-        extras={
-            "train_pairs": labelled("train_pairs", p.n_train_pairs, "train-pairs"),
+        extras=LazyExtras({
+            # 30,000 scenes and captions: sampled only when an attack or the recipe asks for them
+            "train_pairs": Deferred(functools.partial(labelled, "train_pairs", p.n_train_pairs, "train-pairs")),
             "selection_6x1": lists("selection_6x1", p.n_selection_6x1, 6, 1, p.selection_6x1_sources),
             "preset": attrs.asdict(p),
             "seed": int(seed),
             "generator_version": render.GENERATOR_VERSION,
-        },
+        }),
     )
 
 
