@@ -26,9 +26,16 @@ def register_commands(cli):
     @click.option("--fail-on", "fail_on", default=None, metavar="WHAT",
                   help="Exit non-zero for CI: exposed, weak, error or any (comma-separated); codes in "
                        "docs/reports.md.")
+    @click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
+                  help="Where the work runs: local (this process; the default) or ray (Ray tasks, one per "
+                       "checkpoint and seed; pip install 'dife[ray]'). Overrides the spec's executor. "
+                       "See docs/scale-out.md.")
+    @click.option("--ray-address", "ray_address", default=None, metavar="ADDRESS",
+                  help="An existing Ray cluster (head node host:port, or auto); default: a local cluster "
+                       "started for this audit. Implies --executor ray.")
     @trust_option
     @limit_option
-    def audit(spec, out_dir, resume, device, no_progress, force, fail_on, trusted, limits):
+    def audit(spec, out_dir, resume, device, no_progress, force, fail_on, executor, ray_address, trusted, limits):
         """Audit the checkpoints of SPEC (a TOML audit spec; see docs/spec.md)."""
         from dife_core.engine import load_spec, run_audit
         from dife_core.engine.verdicts import exit_code_for
@@ -40,8 +47,11 @@ def register_commands(cli):
                 raise click.BadParameter(str(e), param_hint="--fail-on") from None
 
         apply_limits(limits)
+        if ray_address is not None and executor == "local":
+            raise click.BadParameter("--ray-address needs --executor ray", param_hint="--ray-address")
         results = run_audit(load_spec(spec), out_dir, resume=resume, progress=not no_progress, device=device,
-                            trusted=frozenset(trusted), force=force)
+                            trusted=frozenset(trusted), force=force,
+                            executor="ray" if ray_address is not None else executor, ray_address=ray_address)
         if no_progress:
             n = len(results["cells"])
             click.echo(f"{n} cells audited; reports in {out_dir}")

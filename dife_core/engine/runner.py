@@ -6,6 +6,11 @@ measure clean utility, every interface cell and the footprint, appending one
 record as each finishes. ``resume=True`` keeps the store and skips every
 planned record already there (an error is retried). Reports are rendered from
 the store at the end (:func:`dife_core.report.render_reports`).
+
+The per-row work -- one row's utility, cells and footprint for one seed, a
+*unit* -- is handed to an executor (:mod:`dife_core.executors`): ``local``
+computes it here, ``ray`` in Ray tasks that load their checkpoint
+themselves. Either way only this process writes the store, in plan order.
 """
 
 from __future__ import annotations
@@ -19,13 +24,13 @@ from typing import Any, Optional
 
 import attrs
 
+from ..progress import Progress
 from .applicability import AttackProfile
 from .cells import NotEvaluable, card_fields, stable_key
 from .context import Mechanism, MechanismContext
 from .embeddings import EmbeddingService, resolve_trigger
 from .evaluate import evaluate_cell, world_templates
 from .footprint import measure_branch_swap, measure_component_repair, measure_per_interface
-from ..progress import Progress
 from .spec import CONTROL_SEP, AuditSpec, load_spec, require_valid
 from .store import AuditLock, CellStore
 
@@ -54,6 +59,12 @@ class Row:
         return {"name": self.name, "loader": getattr(self.model, "loader", self.spec.loader),
                 "fingerprint": {"visual": fp["visual"], "text": fp["text"]}, "attack": self.card,
                 "role": self.role, "control_of": self.control_of, "source": self.spec.source}
+
+
+def control_row(clean: Row, of: str, card: dict, profile: AttackProfile) -> Row:
+    """The clean reference audited under checkpoint ``of``'s attack card."""
+    return Row(name=f"{clean.name}{CONTROL_SEP}{of}", role="control", spec=clean.spec, model=clean.model, card=card,
+               profile=profile, control_of=of, path=clean.path, manifest=clean.manifest)
 
 
 def _as_spec(spec) -> AuditSpec:
@@ -107,8 +118,9 @@ class Audit:
     """One audit run (use :func:`run_audit`)."""
 
     def __init__(self, spec: AuditSpec, out_dir, *, resume: bool, progress: bool, trusted=frozenset(),
-                 force: bool = False):
+                 force: bool = False, executor=None):
         self.spec = spec
+        self.executor = executor  # None: dife_core.executors.LocalExecutor
         self.trusted = frozenset(trusted)
         self.out = Path(out_dir)
         self.resume = resume
@@ -118,18 +130,34 @@ class Audit:
         self.counts = {"computed": 0, "reused": 0}
 
     # -- set-up -----------------------------------------------------------------------
-    def _rows(self, world) -> tuple:
+    def load_checkpoint(self, ck):
+        """Load one checkpoint of the spec (an executor's worker may cache it)."""
+        return _load_model(ck, self.spec.device, trust=ck.name in self.trusted)
+
+    def _rows(self, world, only=None) -> tuple:
+        """The clean reference, the audited rows and their controls (``only``: just
+        these checkpoint names, beside the clean reference -- one unit of work)."""
         from ..plugins import get_registry
 
         reg = get_registry()
         families = reg.all("triggers")
         attacks = reg.all("attacks")
-        specs = ([self.spec.clean] if self.spec.clean is not None else []) + list(self.spec.checkpoints)
+        audited = [c for c in self.spec.checkpoints if only is None or c.name in only]
+        specs = ([self.spec.clean] if self.spec.clean is not None else []) + audited
         models = {}
         with self.progress.task("load checkpoints", len(specs)) as t:
             for ck in specs:
-                models[ck.name] = _load_model(ck, self.spec.device, trust=ck.name in self.trusted)
+                models[ck.name] = self.load_checkpoint(ck)
                 t.advance()
+        scans = getattr(self, "_scans", None)
+        if scans is None:
+            from ..scan import prepass, read_scans, write_scans
+
+            scans = self._scans = prepass(self.spec, world, models, progress=self.progress,
+                                          device=self.spec.device, seed=getattr(self, "seed", 0),
+                                          previous=read_scans(self.out) if self.resume else ())
+            if scans:
+                write_scans(self.out, list(scans.values()))
         clean = None
         if self.spec.clean is not None:
             ck = self.spec.clean
@@ -137,10 +165,17 @@ class Audit:
                         path=ck.source if os.path.isdir(ck.source) else None,
                         manifest=getattr(models[ck.name], "manifest", None))
         rows = []
-        for ck in self.spec.checkpoints:
+        for ck in audited:
             m = models[ck.name]
             manifest = getattr(m, "manifest", None)
-            card = ck.attack if ck.attack is not None else (manifest or {}).get("attack")
+            if ck.attack is not None:
+                card = ck.attack
+            elif ck.name in scans:  # audited with what the scan recovered (None: nothing found)
+                from ..scan import recovered_card
+
+                card = recovered_card(scans[ck.name])
+            else:
+                card = (manifest or {}).get("attack")
             profile = None
             if card:
                 from ..cards import AttackCard
@@ -154,9 +189,7 @@ class Audit:
         if clean is not None and self.spec.controls:
             for r in rows:
                 if r.profile is not None:
-                    controls.append(Row(name=f"{clean.name}{CONTROL_SEP}{r.name}", role="control", spec=clean.spec,
-                                        model=clean.model, card=r.card, profile=r.profile, control_of=r.name,
-                                        path=clean.path, manifest=clean.manifest))
+                    controls.append(control_row(clean, r.name, r.card, r.profile))
         return clean, rows, controls
 
     def _mechanism(self, row: Row, world, emb) -> Optional[Mechanism]:
@@ -211,8 +244,8 @@ class Audit:
 
     # -- the run -------------------------------------------------------------------------
     def run(self) -> None:
-        from ..plugins import get_registry
         from .. import __version__
+        from ..plugins import get_registry
 
         reg = get_registry()
         from ..outdir import check_out_dir, clear_owned, make_out_dir, write_text_atomic
@@ -255,21 +288,72 @@ class Audit:
             done = {k: r for k, r in store.latest().items()
                     if r.get("type") in ("cell", "footprint", "utility") and not _failed(r)} if self.resume else {}
             total = len(plan["cells"]) + len(plan["footprints"]) + len(plan["utilities"])
+            units = [(sd, r) for sd in seeds for r in all_rows]  # plan order
             with self.progress.task("audit cells", total, keep=True) as bar:
-                for sd in seeds:
-                    self._use_seed(sd, multi)
-                    for r in all_rows:
-                        if r.role != "control":
-                            self._utility(store, done, r, bar)
-                        if r.role == "reference":
-                            continue
-                        row_cells = []
-                        for iface in interfaces:
-                            bar.describe(f"{r.name} × {iface.name}" + (f" (seed {sd})" if multi else ""))
-                            row_cells.append(self._cell(store, done, r, iface, bar))
-                        if r.role == "audited" and r.profile is not None:
-                            bar.describe(f"{r.name} footprint")
-                            self._footprint(store, done, r, bar, row_cells)
+                self._executor().run(self, store, done, units, multi, bar)
+
+    def _executor(self):
+        if self.executor is None:
+            from ..executors import LocalExecutor
+
+            self.executor = LocalExecutor()
+        return self.executor
+
+    # -- units: one row's utility, cells and footprint for one seed ------------------------
+    def unit_plan(self, row: Row) -> list:
+        """``[(kind, key, interface or None)]`` of one unit, in plan order (the seed in use)."""
+        out = []
+        if row.role != "control":
+            out.append(("utility", self.utility_key(row), None))
+        if row.role == "reference":
+            return out
+        out += [("cell", self.cell_key(row, i), i) for i in self.interfaces]
+        if row.role == "audited" and row.profile is not None:
+            out.append(("footprint", self.footprint_key(row), None))
+        return out
+
+    def unit_records(self, row: Row, done: dict, describe=None):
+        """Compute one unit: yield ``(kind, key, record)`` in plan order, ``record``
+        None for a key in ``done`` (reused; a reused cell still feeds the footprint)."""
+        describe = describe or (lambda text: None)
+        note = f" (seed {self.seed})" if len(self.spec.seed_list) > 1 else ""
+        row_cells = []
+        for kind, key, iface in self.unit_plan(row):
+            if key in done:
+                if kind == "cell":
+                    row_cells.append(done[key]["record"])
+                yield kind, key, None
+                continue
+            if kind == "utility":
+                rec = {"checkpoint": row.name, "clean_utility": self.measure_utility(row)}
+            elif kind == "cell":
+                describe(f"{row.name} × {iface.name}{note}")
+                rec = self.evaluate(row, iface)
+                row_cells.append(rec)
+            else:
+                describe(f"{row.name} footprint")
+                rec = {"checkpoint": row.name, **self.measure_footprint(row, row_cells)}
+            yield kind, key, rec
+
+    def unit_errors(self, row: Row, reason: str, keys) -> dict:
+        """``{key: record}``: error records for the planned ``keys`` of a unit whose
+        work failed as a whole (a worker that died, a checkpoint a worker cannot load);
+        --resume retries them."""
+        from .cells import make_record
+
+        out = {}
+        for kind, key, iface in self.unit_plan(row):
+            if key not in keys:
+                continue
+            if kind == "utility":
+                out[key] = {"checkpoint": row.name, "clean_utility": {"error": reason}}
+            elif kind == "cell":
+                out[key] = make_record(checkpoint=row.name, card=iface.card, status="error", reason=reason,
+                                       thresholds=self.spec.thresholds.for_interface(iface.name))
+            else:
+                out[key] = {"checkpoint": row.name, "reason": f"error: {reason}", "probe": row.profile.probe,
+                            "per_interface": {}}
+        return out
 
     def _use_seed(self, seed: int, multi: bool) -> None:
         """Point the audit at one seed: its world (populations drawn with the
@@ -285,35 +369,15 @@ class Audit:
         for r in getattr(self, "rows", ()):
             r._mechanism = None  # a mechanism context holds the seed's world
 
-    def _utility(self, store, done, row: Row, bar) -> None:
+    def measure_utility(self, row: Row) -> dict:
         from .scoring import clean_utility
 
-        key = self.utility_key(row)
-        if key in done:
-            self.counts["reused"] += 1
-            bar.advance()
-            return
         try:
-            rec = clean_utility(self.embeddings, row.model, self.world, self.templates, chunk=self.spec.ranking_chunk,
-                                device=self.spec.device)
+            return clean_utility(self.embeddings, row.model, self.world, self.templates,
+                                 chunk=self.spec.ranking_chunk, device=self.spec.device)
         except Exception as e:  # utility is reported beside exposure; never fatal
             _debug()
-            rec = {"error": f"{type(e).__name__}: {e}"}
-        store.append("utility", key, {"checkpoint": row.name, "clean_utility": rec}, run=self.run_id)
-        self.counts["computed"] += 1
-        bar.advance()
-
-    def _cell(self, store, done, row: Row, iface, bar) -> dict:
-        key = self.cell_key(row, iface)
-        if key in done:
-            self.counts["reused"] += 1
-            bar.advance()
-            return done[key]["record"]
-        rec = self.evaluate(row, iface)
-        store.append("cell", key, rec, run=self.run_id)
-        self.counts["computed"] += 1
-        bar.advance()
-        return rec
+            return {"error": f"{type(e).__name__}: {e}"}
 
     def _cell_options(self, iface) -> dict:
         return dict(self.spec.interface_options.get(iface.name, {}))
@@ -330,17 +394,6 @@ class Audit:
                              mechanism=(lambda: self._mechanism(row, self.world, self.embeddings))
                              if model is None else None,
                              has_scorer=ap is not None and ap.scorer is not None and model is None)
-
-    def _footprint(self, store, done, row: Row, bar, cells: list) -> None:
-        key = self.footprint_key(row)
-        if key in done:
-            self.counts["reused"] += 1
-            bar.advance()
-            return
-        rec = self.measure_footprint(row, cells)
-        store.append("footprint", key, {"checkpoint": row.name, **rec}, run=self.run_id)
-        self.counts["computed"] += 1
-        bar.advance()
 
     def measure_footprint(self, row: Row, cells: Optional[list] = None) -> dict:
         """The row's branch swap: per applicable interface, plus the deciding readout
@@ -445,7 +498,8 @@ def _trusted_names(spec: AuditSpec, trusted) -> frozenset:
 
 
 def run_audit(spec, out_dir, *, resume: bool = False, progress: bool = True, device: Optional[str] = None,
-              show_matrix: Optional[bool] = None, trusted=frozenset(), force: bool = False) -> dict:
+              show_matrix: Optional[bool] = None, trusted=frozenset(), force: bool = False,
+              executor=None, ray_address: Optional[str] = None) -> dict:
     """Run an audit and write results.json, spec.toml, report.md, report.html
     and the cell store into ``out_dir``; return the results dict.
 
@@ -460,13 +514,21 @@ def run_audit(spec, out_dir, *, resume: bool = False, progress: bool = True, dev
         globals beyond torch's safe allowlist. A spec file never grants trust.
     :param force: replace a previous audit in ``out_dir`` without ``resume``,
         or write into a non-empty folder that is not a DIFE output folder.
+    :param executor: ``"local"`` (default), ``"ray"`` or an executor object
+        (:mod:`dife_core.executors`); None: the spec's ``executor``.
+    :param ray_address: an existing Ray cluster (``--ray-address``; default:
+        the spec's loopback address, else a local cluster).
     """
     from ..report import print_matrix, render_reports
 
     spec = _as_spec(spec).with_device(device)
     require_valid(spec)
     trusted = _trusted_names(spec, trusted)
-    audit = Audit(spec, out_dir, resume=resume, progress=progress, trusted=trusted, force=force)
+    from ..executors import make_executor
+
+    ex = make_executor(executor if executor is not None else spec.executor,
+                       address=ray_address if ray_address is not None else spec.ray_address)
+    audit = Audit(spec, out_dir, resume=resume, progress=progress, trusted=trusted, force=force, executor=ex)
     audit.run()
     results = render_reports(out_dir)
     if progress if show_matrix is None else show_matrix:

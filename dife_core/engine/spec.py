@@ -113,6 +113,9 @@ class CheckpointSpec:
     options: dict = attrs.field(factory=dict)
     #: inline attack card; overrides the one in the checkpoint's manifest
     attack: Optional[dict] = None
+    #: ``true`` or a table of scan options: run ``dife scan`` first and, when the
+    #: checkpoint has no card, audit it with the card the scan recovers
+    scan: Any = None
 
     def to_dict(self) -> dict:
         d: dict = {"name": self.name, "source": self.source, "loader": self.loader}
@@ -120,6 +123,8 @@ class CheckpointSpec:
             d["options"] = dict(self.options)
         if self.attack is not None:
             d["attack"] = self.attack
+        if self.scan is not None:
+            d["scan"] = self.scan
         return d
 
 
@@ -154,6 +159,10 @@ class AuditSpec:
     thresholds: Thresholds = attrs.field(factory=Thresholds)
     footprint: FootprintParams = attrs.field(factory=FootprintParams)
     interface_options: dict = attrs.field(factory=dict)
+    #: where units of work run: "local" (this process) or "ray" (docs/scale-out.md)
+    executor: str = "local"
+    #: a Ray cluster on this machine ("auto" or a loopback host:port); None: a new local one
+    ray_address: Optional[str] = None
     #: where the spec came from (messages only; not part of the spec)
     origin: str = attrs.field(default="spec", eq=False)
 
@@ -201,6 +210,10 @@ class AuditSpec:
         d["footprint"] = self.footprint.to_dict()
         if self.interface_options:
             d["interface_options"] = {k: dict(v) for k, v in self.interface_options.items()}
+        if self.executor != "local":
+            d["executor"] = self.executor
+        if self.ray_address is not None:
+            d["ray_address"] = self.ray_address
         return d
 
     def to_toml(self) -> str:
@@ -406,8 +419,8 @@ def option_problems(opts: Any, key: str) -> list:
 # -- structural parsing ---------------------------------------------------------------
 
 _TOP = {"seed", "seeds", "device", "batch_size", "interfaces", "controls", "templates", "ranking_chunk", "populations",
-        "clean", "checkpoints", "thresholds", "footprint", "interface_options"}
-_CKPT = {"name", "source", "loader", "trust", "options", "attack"}
+        "clean", "checkpoints", "thresholds", "footprint", "interface_options", "executor", "ray_address"}
+_CKPT = {"name", "source", "loader", "trust", "options", "attack", "scan"}
 _POP = {"dataset", "options"}
 _THR = {"exposed", "exposed_delta", "negative_delta", "per_interface"}
 _FP = {"weak_signal", "ratio", "lead", "eps"}
@@ -521,8 +534,103 @@ def _checkpoint(d, key: str, base_dir, problems: list) -> Optional[CheckpointSpe
         attack = None
     if attack is not None:
         problems.extend(check_attack_card(attack, f"{key}.attack", registry=False))
+    scan = d.get("scan")
+    if scan is not None and not isinstance(scan, (bool, dict)):
+        problems.append(Problem(f"{key}.scan", f"must be true, false or a table of scan options "
+                                               f"(docs/scan.md), got {type(scan).__name__}"))
+        scan = None
     return CheckpointSpec(name=name, source=source, loader=loader, options=dict(options),
-                          attack=dict(attack) if attack is not None else None)
+                          attack=dict(attack) if attack is not None else None,
+                          scan=dict(scan) if isinstance(scan, dict) else scan)
+
+
+#: sources that stand for many checkpoints (docs/spec.md, "Many checkpoints")
+GLOB, FOLDER = "glob:", "dir:"
+
+
+def _checkpoints(d, key: str, base_dir, problems: list) -> list:
+    """One ``[[checkpoints]]`` table: a checkpoint, or for a ``glob:PATTERN`` /
+    ``dir:PATH`` source one per match, named from its path. A pattern or folder
+    is relative to the spec file's folder; matches beyond the ``checkpoints``
+    bound stop the reading."""
+    source = d.get("source") if isinstance(d, dict) else None
+    if not (isinstance(source, str) and source.startswith((GLOB, FOLDER))):
+        ck = _checkpoint(d, key, base_dir, problems)
+        return [ck] if ck is not None else []
+    if "name" in d:
+        problems.append(Problem(f"{key}.name", "a glob: or dir: source names each checkpoint from its path; "
+                                               "drop name (or list the checkpoints one by one)"))
+        return []
+    matches = _expand_source(source, base_dir, f"{key}.source", problems)
+    out, seen = [], set()
+    for i, path in enumerate(matches):
+        name = _derived_name(path, seen)
+        # the table's other keys (loader, options, attack) apply to every match; checked once
+        ck = _checkpoint({**d, "source": path, "name": name}, key, None, problems if i == 0 else [])
+        if ck is not None:
+            out.append(ck)
+    return out
+
+
+def _expand_source(source: str, base_dir, key: str, problems: list) -> list:
+    import glob as globmod
+
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    cap = limit("checkpoints")
+    if source.startswith(FOLDER):
+        folder = Path(source[len(FOLDER):])
+        folder = folder if folder.is_absolute() else base / folder
+        if not folder.is_dir():
+            problems.append(Problem(key, f"{source!r:.200}: {str(folder)!r:.200} is not a folder"))
+            return []
+        found = []
+        with os.scandir(folder) as it:
+            for entry in it:
+                if not entry.name.startswith("."):
+                    found.append(entry.path)
+                if len(found) > cap:
+                    break
+    else:
+        pattern = source[len(GLOB):]
+        if not pattern:
+            problems.append(Problem(key, "glob: needs a pattern, e.g. glob:models/*/"))
+            return []
+        root = None if os.path.isabs(pattern) else str(base)
+        found = []
+        for m in globmod.iglob(pattern, root_dir=root, recursive=False):  # ** is *: no tree walk
+            found.append(m if root is None else os.path.join(root, m))
+            if len(found) > cap:
+                break
+    if len(found) > cap:
+        problems.append(Problem(key, f"{source!r:.200} matches more than {cap} checkpoints (bound checkpoints; "
+                                     f"raise it with --limit checkpoints=N)"))
+        return []
+    if not found:
+        problems.append(Problem(key, f"{source!r:.200} matches no file or folder (relative to {str(base)!r:.200})"))
+    return sorted(str(Path(f).resolve()) for f in found)
+
+
+def _derived_name(path: str, seen: set) -> str:
+    """A checkpoint name from its path: the folder name, or the file name without
+    its suffix; characters outside letters, digits and ``._+-`` become ``_``; a
+    name taken by an earlier match gets ``-2``, ``-3`` ..."""
+    p = Path(path)
+    raw = p.stem if p.is_file() else p.name
+    name = "".join(ch if (ch.isalnum() and ch.isascii()) or ch in "._+-" else "_" for ch in raw)
+    name = name.strip(".")[: max(1, limit("name_chars") - 8)] or "checkpoint"
+    base, n = name, 2
+    while name in seen:
+        name, n = f"{base}-{n}", n + 1
+    seen.add(name)
+    return name
+
+
+def _loopback(address: str) -> bool:
+    """A Ray address on this machine: ``auto`` or a loopback host."""
+    if address == "auto":
+        return True
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _parse(data: Any, base_dir: Optional[Path], problems: list) -> AuditSpec:
@@ -592,9 +700,11 @@ def _parse(data: Any, base_dir: Optional[Path], problems: list) -> AuditSpec:
                                                f"{limit('checkpoints')}; raise it with --limit checkpoints=N)"))
     else:
         for i, c in enumerate(raw_ck):
-            ck = _checkpoint(c, f"checkpoints[{i}]", base_dir, problems)
-            if ck is not None:
-                ckpts.append(ck)
+            ckpts.extend(_checkpoints(c, f"checkpoints[{i}]", base_dir, problems))
+        if len(ckpts) > limit("checkpoints"):
+            problems.append(Problem("checkpoints", f"{len(ckpts)} checkpoints once glob: and dir: sources are "
+                                                   f"expanded (bound checkpoints {limit('checkpoints')}; raise it "
+                                                   f"with --limit checkpoints=N)"))
     names = [c.name for c in ckpts] + ([clean.name] if clean is not None else [])
     for n in sorted({n for n in names if names.count(n) > 1}):
         problems.append(Problem("checkpoints", f"name {n!r} is used more than once; give each a distinct name"))
@@ -631,7 +741,15 @@ def _parse(data: Any, base_dir: Optional[Path], problems: list) -> AuditSpec:
             problems.append(Problem(f"interface_options.{k}", "must be a table of options"))
         else:
             problems.extend(option_problems(v, f"interface_options.{_label(k)}"))
+    executor = _str(data, "executor", "local", "executor", problems, choices=("local", "ray"))
+    ray_address = _str(data, "ray_address", None, "ray_address", problems)
+    if ray_address is not None and not _loopback(ray_address):
+        problems.append(Problem("ray_address", f"{ray_address!r:.80} is not on this machine: a spec cannot send "
+                                               f"checkpoints to a network host; give the cluster on the command "
+                                               f"line (--ray-address)", unsafe=True))
+        ray_address = None
     return AuditSpec(
+        executor=executor, ray_address=ray_address,
         checkpoints=tuple(ckpts), populations=populations, clean=clean, interfaces=interfaces, seed=seed,
         seeds=seeds,
         device=device, batch_size=batch_size, controls=controls, templates=templates,
