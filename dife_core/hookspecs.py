@@ -88,6 +88,17 @@ def register_datasets(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def register_scanners(register: Callable[..., None]) -> None:
+    """Register backdoor scanners (trigger searches run by ``dife scan``).
+
+    Called when the scanner registry is first needed.
+
+    :param register: call ``register(scanner)`` with a
+        :class:`dife_core.types.Scanner` for each search method. Returns ``None``.
+    """
+
+
+@hookspec
 def register_commands(cli: "click.Group") -> None:
     """Add commands to the ``dife`` command line.
 

@@ -32,6 +32,9 @@ BUILTIN_PLUGINS = (
     "dife_core.builtins.audit_commands",
     "dife_core.builtins.build_commands",
     "dife_core.builtins.demo_command",
+    "dife_core.builtins.merge_command",
+    "dife_core.builtins.scan_command",
+    "dife_core.builtins.cache_command",
 )
 
 

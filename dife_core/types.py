@@ -264,6 +264,32 @@ class Dataset:
     options: dict = attrs.field(factory=dict)  # documented options -> defaults
 
 
+#: what a scanner searches: an input channel, or the weights themselves
+SCAN_CHANNELS = ("image", "text", "none", "weights")
+
+
+@attrs.frozen
+class Scanner:
+    """A backdoor search run by ``dife scan`` on a checkpoint without an attack card.
+
+    ``run(ctx) -> list[dict]`` receives a :class:`dife_core.scan.ScanContext`
+    (the suspect, the clean reference, the world, the embedding service, the
+    scanner's options) and returns its *findings*: each ``{"statistic",
+    "value", "reference_value", "score", "threshold", "card", "details"}``
+    where ``card`` is a recovered attack card (dict) or None, ``score`` is the
+    statistic calibrated against the reference (docs/scan.md).
+    """
+
+    name: str = attrs.field(validator=_valid_name)
+    channel: str = attrs.field(validator=_one_of(SCAN_CHANNELS))
+    description: str
+    run: Callable[..., Any] = attrs.field(validator=_is_callable)
+    #: documented options ``{name: default}`` (``--option NAME.KEY=VALUE`` sets them)
+    options: dict = attrs.field(factory=dict)
+    #: run order: lower first (cheap passes before searches); ties by name
+    order: int = 100
+
+
 #: registry kind -> (attrs type, hook name)
 KINDS = {
     "model_loaders": (ModelLoader, "register_model_loaders"),
@@ -272,4 +298,5 @@ KINDS = {
     "interfaces": (Interface, "register_interfaces"),
     "metrics": (Metric, "register_metrics"),
     "datasets": (Dataset, "register_datasets"),
+    "scanners": (Scanner, "register_scanners"),
 }

@@ -11,7 +11,7 @@ import pytest
 from dife_core import hookimpl, hookspecs
 from dife_core.plugins import get_registry
 from dife_core.types import (Attack, AttackCard, Dataset, Interface, InterfaceCard, Metric,
-                             ModelLoader, Trigger)
+                             ModelLoader, Scanner, Trigger)
 
 from .plugin_fixtures import run_dife
 
@@ -69,6 +69,11 @@ def test_hook_register_metrics(register_plugin):
 def test_hook_register_datasets(register_plugin):
     _roundtrip(register_plugin, "register_datasets", "datasets",
                Dataset(name="test-dataset", description="d", load=lambda **o: None))
+
+
+def test_hook_register_scanners(register_plugin):
+    _roundtrip(register_plugin, "register_scanners", "scanners",
+               Scanner(name="test-scanner", channel="image", description="d", run=lambda ctx: []))
 
 
 def test_hook_register_commands(tmp_path):

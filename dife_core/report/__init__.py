@@ -27,6 +27,11 @@ def render_reports(out_dir, *, plots: bool = True) -> dict:
 
     out = Path(out_dir)
     results = assemble(out)
+    from ..scan import read_scans
+
+    scans = read_scans(out)  # a `dife scan` folder: what the scan found before the audit
+    if scans:
+        results["scans"] = scans
     if "verdicts" not in results:
         results["verdicts"] = verdicts(results)
     write_text_atomic(out, "results.json", json_dumps(results, indent=2) + "\n")

@@ -110,6 +110,9 @@ def render_html(results: dict, *, plots: bool = True) -> str:
         P.append(f'<p class="warn">Incomplete audit: {len(results.get("missing") or [])} record(s) missing; '
                  f"run <code>dife audit SPEC --out DIR --resume</code>.</p>")
     P += _verdicts(results)
+    from .scans import html_section
+
+    P += html_section(results, plots=plots)
     P.append("<h2>Exposure matrix</h2>")
     P.append("<p>Each entry is the interface's primary metric"
              + (" with its 95% confidence interval below it; a dashed outline marks an interval that straddles "
@@ -185,16 +188,18 @@ def render_html(results: dict, *, plots: bool = True) -> str:
     measured = [c for c in results.get("cells") or [] if c["status"] not in ("n.e.", "error")]
     if measured:
         P.append("<h2>Cell details</h2><p>Every measured cell: primary value, interval (method, number of items), "
-                 "whether the interval straddles a threshold, per-seed values and every metric.</p>")
+                 "whether the interval straddles a threshold, per-seed values, every metric and the "
+                 "interface's notes.</p>")
         P.append(_table(["checkpoint", "interface", "metric", "value", "interval", "method", "straddles",
-                         "per seed", "metrics"],
+                         "per seed", "metrics", "notes"],
                         [f"<tr><td>{e(c['checkpoint'])}</td><td>{e(c['interface'])}</td>"
                          f"<td>{e(metric_label(c.get('metric') or '', results))}</td>"
                          f'<td class="num">{e(cell_text_full(c))}</td><td class="num">{e(ci_text(c) or "—")}</td>'
                          f"<td>{e(ci_method_text(c) or '—')}</td>"
                          f"<td>{'yes' if straddles(c) else ('no' if 'straddles' in c else '—')}</td>"
                          f"<td>{e(per_seed_text(c) or '—')}</td>"
-                         f"<td><small>{e(_metrics_text(c, results))}</small></td></tr>"
+                         f"<td><small>{e(_metrics_text(c, results))}</small></td>"
+                         f"<td><small>{e(c.get('notes') or '—')}</small></td></tr>"
                          for c in measured]))
 
     P.append("<h2>Checkpoints</h2>")

@@ -74,6 +74,9 @@ def render_markdown(results: dict) -> str:
         L += [f"**Incomplete audit**: {len(results.get('missing') or [])} record(s) missing; run `dife audit SPEC "
               f"--out DIR --resume`.", ""]
     L += verdict_section(results)
+    from .scans import markdown_section
+
+    L += markdown_section(results)
     L += ["## Exposure matrix", "",
           "Values are each interface's primary metric"
           + (" with its 95% confidence interval" if has_intervals(results) else "")
@@ -129,15 +132,16 @@ def render_markdown(results: dict) -> str:
     if measured:
         L += ["## Cell details", "",
               "Every measured cell: primary value, interval (method, number of items), whether the interval "
-              "straddles a threshold, per-seed values and every metric.", ""]
+              "straddles a threshold, per-seed values, every metric and the interface's notes.", ""]
         L += _table(["checkpoint", "interface", "metric", "value", "interval", "method", "straddles", "per seed",
-                     "metrics"],
+                     "metrics", "notes"],
                     [[md(c["checkpoint"]), md(c["interface"]), md(metric_label(c.get("metric") or "", results)),
                       cell_text(c), ci_text(c) or "—", md(ci_method_text(c)) or "—",
                       "yes" if straddles(c) else ("no" if "straddles" in c else "—"),
                       md(per_seed_text(c)) or "—",
                       md(", ".join(f"{metric_label(k, results)} = {num(v, 4)}"
-                                   for k, v in sorted((c.get("metrics") or {}).items())))]
+                                   for k, v in sorted((c.get("metrics") or {}).items()))),
+                      md(c.get("notes")) or "—"]
                      for c in measured])
 
     L += ["## Interface cards", ""]

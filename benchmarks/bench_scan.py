@@ -1,0 +1,220 @@
+"""Acceptance benchmark of `dife scan` (docs/scan.md, "Benchmark").
+
+Each suspect is exported as a plain open_clip checkpoint (open_clip_config.json
++ open_clip_model.safetensors, no DIFE manifest; files beside the weights, e.g.
+a prompt learner's artifacts.safetensors, are copied along) and scanned against
+the clean default model; clean models trained with other seeds are the null.
+
+    export DIFE_CACHE_DIR=/path/to/cache     # the clean model and the suite's builds
+    # 1. clean models with other seeds (about 4 min each on 2 threads)
+    .venv/bin/python benchmarks/bench_scan.py train-nulls --seeds 1,2,3,4,5
+    # 2. scan every suspect (a DIFE checkpoint folder each) and the nulls; figures into JSON
+    .venv/bin/python benchmarks/bench_scan.py run --reference CLEAN_DIR --suspects DIR1,DIR2,... \\
+        --nulls NULL1,NULL2,... --out /tmp/scan-bench --json benchmarks/results/scan-default.json
+    # 3. the Markdown table of docs/scan.md
+    .venv/bin/python benchmarks/bench_scan.py table benchmarks/results/scan-default.json
+
+`run` records per suspect: the verdict, score / threshold, recovered target
+against the true one (from the suspect's own card, read only for grading),
+the recovered trigger, the scan's seconds; with `--audit` also the recovered
+card's audit against the card-based audit (status class per applicable cell,
+footprint) and, for text triggers, the recovered trigger's native exposure
+against the true trigger's. AUROC of the normalised scan score, attacks
+against nulls. `--repeat 3` times each scan three times (median).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _threads() -> int:
+    import torch
+
+    n = int(os.environ.get("DIFE_TEST_THREADS") or 2)
+    torch.set_num_threads(n)
+    return n
+
+
+def export_open_clip(src: str, dst: Path) -> Path:
+    """A DIFE checkpoint folder -> a plain open_clip folder (no manifest)."""
+    from safetensors.torch import save_file
+
+    from dife_core.checkpoint import read_manifest
+    from dife_core.loading import load_model
+
+    m = read_manifest(src)
+    arch = m["architecture"]
+    enc = load_model(src)
+    dst.mkdir(parents=True, exist_ok=True)
+    model_cfg = {k: arch[k] for k in ("embed_dim", "vision_cfg", "text_cfg", "quick_gelu", "init_logit_scale",
+                                      "init_logit_bias", "custom_text") if k in arch}
+    pre = m.get("preprocess") or {}
+    preprocess_cfg = {k: pre[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in pre}
+    (dst / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}))
+    save_file({k: v.detach().contiguous() for k, v in enc.state_dict().items()}, str(dst / "open_clip_model.safetensors"))
+    for e in os.listdir(src):  # components beside the towers travel with the export
+        if e not in ("dife.json", "model.safetensors", "tokenizer") and not e.startswith("."):
+            shutil.copy2(Path(src) / e, dst / e)
+    return dst
+
+
+def auroc(pos: list, neg: list) -> float:
+    if not pos or not neg:
+        return float("nan")
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def status_class(s: str) -> str:
+    return {"exposed": "exposed", "weak": "not exposed", "negative": "not exposed"}.get(s, s)
+
+
+def compare_audits(recovered: dict, truth: dict, name: str) -> dict:
+    """Status class per applicable cell (neither N.E. nor error in the card-based audit) and the footprint."""
+    rc = {c["interface"]: c for c in recovered["cells"] if c["checkpoint"] == name}
+    tc = {c["interface"]: c for c in truth["cells"] if c["checkpoint"] == name}
+    cells = [i for i, c in tc.items() if c["status"] not in ("n.e.", "error")]
+    same = [i for i in cells if i in rc and status_class(rc[i]["status"]) == status_class(tc[i]["status"])]
+    fp = {f["checkpoint"]: f.get("footprint") for f in recovered.get("footprints") or []}
+    ft = {f["checkpoint"]: f.get("footprint") for f in truth.get("footprints") or []}
+    return {"applicable": len(cells), "same_class": len(same),
+            "differ": [f"{i}: {tc[i]['status']} vs {rc.get(i, {}).get('status')}" for i in cells if i not in same],
+            "footprint_recovered": fp.get(name), "footprint_card": ft.get(name),
+            "same_footprint": fp.get(name) == ft.get(name)}
+
+
+def cmd_train_nulls(a) -> None:
+    _threads()
+    from dife_shapes.recipe import clean_clip
+
+    for s in [int(x) for x in a.seeds.split(",")]:
+        t0 = time.time()
+        enc = clean_clip(a.preset, s, progress=True)
+        print(f"seed {s}: {time.time() - t0:.0f}s", getattr(enc, "name", ""), file=sys.stderr)
+
+
+def _truth_audit(src: str, reference: str, out: Path, dataset_options: dict) -> dict:
+    from dife_core.engine import run_audit
+
+    spec = {"interfaces": "all", "controls": True, "populations": {"dataset": "shapes", "options": dataset_options},
+            "clean": {"name": "reference", "source": reference}, "checkpoints": [{"name": "suspect", "source": src}]}
+    return run_audit(spec, out, progress=False, force=True, show_matrix=False)
+
+
+def cmd_run(a) -> None:
+    _threads()
+    from dife_core.checkpoint import read_manifest
+    from dife_core.scan import parse_options, run_scan
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dsopt = parse_options(a.dataset_option)
+    options = parse_options(a.option)
+    rows = []
+    suspects = [s for s in (a.suspects or "").split(",") if s] + [n for n in (a.nulls or "").split(",") if n]
+    nulls = set(n for n in (a.nulls or "").split(",") if n)
+    for src in suspects:
+        name = Path(src.rstrip("/")).name
+        card = (read_manifest(src) or {}).get("attack") if os.path.exists(os.path.join(src, "dife.json")) else None
+        plain = export_open_clip(src, out / "export" / name)
+        secs = []
+        results = None
+        for r in range(a.repeat):
+            t0 = time.time()
+            results = run_scan(str(plain), a.reference, out / "scan" / name, dataset="shapes", dataset_options=dsopt,
+                               options={**options, "audit": bool(a.audit)}, force=True, progress=False,
+                               name="suspect")
+            secs.append(results["scans"][0]["seconds"])
+        s = results["scans"][0]
+        rec = s["recovered"][0] if s["recovered"] else None
+        row = {"checkpoint": name, "kind": "clean" if src in nulls else "attack",
+               "attack": (card or {}).get("attack"), "true_target": (card or {}).get("target"),
+               "true_trigger": (card or {}).get("trigger"), "verdict": s["verdict"], "score": s["score"],
+               "threshold": s["threshold"], "normalised_score": s["normalised_score"], "statistic": s["statistic"],
+               "scanner": s["scanner"], "target": s["target"],
+               "recovered_trigger": (rec or {}).get("trigger") if rec and (rec.get("trigger") or {}).get("name")
+               != "masked-pattern" else {"name": "masked-pattern", "mask_l1": (rec or {}).get("recovered", {}).get("mask_l1")},
+               "recovered_source": (rec or {}).get("source"), "tower_diff": s["tower_diff"]["summary"],
+               "scan_seconds": secs, "scan_seconds_median": statistics.median(secs),
+               "findings": [{k: f.get(k) for k in ("scanner", "statistic", "score", "threshold", "target", "summary")}
+                            for f in s["findings"]]}
+        if a.audit and card and rec:
+            truth = _truth_audit(src, a.reference, out / "truth" / name, dsopt)
+            row["matrix"] = compare_audits(results, truth, "suspect")
+            if (card.get("trigger") or {}).get("channel") == "text":
+                native = (card.get("native") or {}).get("interface")
+                for label, res in (("recovered", results), ("card", truth)):
+                    c = next((c for c in res["cells"] if c["checkpoint"] == "suspect" and c["interface"] == native), None)
+                    row[f"native_{label}"] = None if c is None else c.get("value")
+        rows.append(row)
+        print(json.dumps({k: row[k] for k in ("checkpoint", "verdict", "score", "target", "true_target",
+                                               "scan_seconds_median")}), file=sys.stderr)
+    att = [r["normalised_score"] for r in rows if r["kind"] == "attack" and r["tower_diff"].startswith("towers identical") is False]
+    cln = [r["normalised_score"] for r in rows if r["kind"] == "clean"]
+    summary = {"auroc": auroc(att, cln), "attacks": len(att), "clean": len(cln),
+               "flagged_attacks": sum(r["verdict"] == "backdoored" for r in rows if r["kind"] == "attack"),
+               "flagged_clean": sum(r["verdict"] == "backdoored" for r in rows if r["kind"] == "clean"),
+               "target_right": sum(r["target"] == r["true_target"] for r in rows
+                                   if r["kind"] == "attack" and r["verdict"] == "backdoored")}
+    doc = {"options": options, "dataset_options": dsopt, "reference": a.reference, "threads": _threads(),
+           "summary": summary, "rows": rows}
+    if a.json:
+        Path(a.json).write_text(json.dumps(doc, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+def cmd_table(a) -> None:
+    doc = json.loads(Path(a.file).read_text())
+    print("| checkpoint | kind | verdict | score / threshold (statistic) | target (true) | recovered trigger | "
+          "matrix same class | footprint | scan s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in doc["rows"]:
+        t = r.get("recovered_trigger") or {}
+        trig = t.get("name") or "—"
+        if (t.get("params") or {}).get("token"):
+            trig += f" `{t['params']['token']}`"
+        m = r.get("matrix") or {}
+        mc = f"{m['same_class']}/{m['applicable']}" if m else "—"
+        fp = f"{m.get('footprint_recovered')} ({m.get('footprint_card')})" if m else "—"
+        print(f"| {r['checkpoint']} | {r['kind']} | {r['verdict']} | {r['score']:.2f} / {r['threshold']:.2f} "
+              f"({r['statistic']}) | {r['target']} ({r['true_target']}) | {trig} | {mc} | {fp} | "
+              f"{r['scan_seconds_median']:.0f} |")
+    s = doc["summary"]
+    print(f"\nAUROC {s['auroc']:.3f}; attacks flagged {s['flagged_attacks']}/{s['attacks']}; clean flagged "
+          f"{s['flagged_clean']}/{s['clean']}; target right {s['target_right']}.")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train-nulls")
+    t.add_argument("--seeds", default="1,2,3,4,5")
+    t.add_argument("--preset", default="default")
+    r = sub.add_parser("run")
+    r.add_argument("--reference", required=True)
+    r.add_argument("--suspects", default="")
+    r.add_argument("--nulls", default="")
+    r.add_argument("--out", required=True)
+    r.add_argument("--json", default=None)
+    r.add_argument("--option", action="append", default=[])
+    r.add_argument("--dataset-option", action="append", default=["preset=default"])
+    r.add_argument("--repeat", type=int, default=1)
+    r.add_argument("--audit", action="store_true", help="audit the recovered card and compare with the card audit")
+    b = sub.add_parser("table")
+    b.add_argument("file")
+    a = p.parse_args(argv)
+    {"train-nulls": cmd_train_nulls, "run": cmd_run, "table": cmd_table}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()

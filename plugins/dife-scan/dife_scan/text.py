@@ -1,0 +1,309 @@
+"""Text-channel scanners: natural concept hijack, and a gradient-guided token search.
+
+The readout is the same for both: text-to-image retrieval over the world's
+pool (the shadow images when there is none), through the model's own towers.
+For prompts of a source class s (the world's templates and pool captions),
+``hijack(s -> t)`` is the share that retrieve an image of class t among their
+top ``k``. A statistic is the suspect's hijack minus the reference's on the same
+(triggered) prompts.
+
+The token search (HotFlip / GCG-style) looks for 1-3 tokens, as a prefix or a
+suffix, that raise ``log p_suspect(t) - log p_reference(t)`` over prompts of
+the other classes, where ``p(k)`` is the softmax over the class centroids of
+the model's own shadow-image embeddings: the gradient at the trigger's token
+embeddings ranks every vocabulary token (first-order), a batch of single-token
+swaps from the top ranks is scored exactly, the best is kept. Class names and
+template words are never candidates (they move any model, clean or not).
+"""
+
+from __future__ import annotations
+
+NATURAL_OPTIONS = {"threshold": 0.2, "n_captions": 32, "k": 5}
+TOKEN_OPTIONS = {
+    "threshold": 0.5,  # hijack excess at which a checkpoint is flagged
+    "positions": ["prefix", "suffix"],
+    "max_tokens": 3,  # trigger length searched: 1 .. max_tokens tokens
+    "steps": 5,  # swap rounds per length
+    "topk": 24,  # candidate tokens per trigger position from the gradient
+    "batch": 32,  # swaps scored exactly per round and target
+    "keep_targets": 3,  # targets kept after the first round
+    "n_captions": 32,  # pool captions per class in the final readout (besides the templates)
+    "k": 5,  # retrieval depth of the readout
+    "source_share": 0.6,  # mean excess over sources, relative to the best source, above which the card has no source
+}
+
+
+def class_prompts(ctx, n_captions: int) -> list:
+    """``[(class index, prompt)]``: every template per class, then up to ``n_captions`` pool captions."""
+    import numpy as np
+
+    w = ctx.world
+    out = [(k, t.format(c)) for k, c in enumerate(w.classnames) for t in w.templates]
+    pool = w.pool
+    if pool is not None and n_captions > 0:
+        labels = np.asarray(pool.labels)
+        for k in range(len(w.classnames)):
+            idx = np.flatnonzero(labels == k)[:n_captions]
+            out += [(k, pool.captions[i]) for i in idx]
+    return out
+
+
+def _gallery(ctx, model):
+    """``(features, labels)`` of the retrieval gallery: the world's pool, else the shadow images."""
+    import numpy as np
+
+    from dife_core.engine.embeddings import CLEAN
+
+    pool = ctx.world.pool
+    if pool is not None and len(pool) > 0 and pool.labels is not None:
+        return ctx.embeddings.images(model, pool.name, pool.images, CLEAN), np.asarray(pool.labels)
+    return ctx.image_features(model), np.asarray(ctx.shadow.labels)
+
+
+def hijack_matrix(ctx, model, prompts: list, trigger=None, k: int = 5):
+    """``H[s, t]``: share of class-s prompts (``trigger`` applied) that retrieve an
+    image of class t among their top ``k`` in the gallery (rank by cosine; the
+    model's own towers)."""
+    import numpy as np
+
+    from dife_core.engine.embeddings import CLEAN
+
+    n = len(ctx.world.classnames)
+    feats, labels = _gallery(ctx, model)
+    txt = ctx.embeddings.texts(model, [p for _, p in prompts], trigger or CLEAN)
+    top = (txt @ feats.T).topk(min(int(k), feats.shape[0]), dim=1).indices.numpy()
+    got = labels[top]  # [P, k]
+    src = np.array([c for c, _ in prompts])
+    h = np.zeros((n, n))
+    for s in range(n):
+        rows = got[src == s]
+        for t in range(n):
+            h[s, t] = float((rows == t).any(axis=1).mean()) if len(rows) else 0.0
+    return h
+
+
+def _best_pair(ex):
+    import numpy as np
+
+    e = ex.copy()
+    np.fill_diagonal(e, -np.inf)
+    s, t = np.unravel_index(int(np.argmax(e)), e.shape)
+    return int(s), int(t)
+
+
+def scan_natural(ctx) -> list:
+    """Source prompts that retrieve another class's images with no trigger at all
+    (mmPoison-style re-pairing): hijack excess at the best (source, target) pair."""
+    prompts = class_prompts(ctx, int(ctx.options["n_captions"]))
+    k = int(ctx.options["k"])
+    hs, hr = hijack_matrix(ctx, ctx.suspect, prompts, k=k), hijack_matrix(ctx, ctx.reference, prompts, k=k)
+    s, t = _best_pair(hs - hr)
+    names = ctx.world.classnames
+    return [{"statistic": "hijack-excess", "value": float(hs[s, t]), "reference_value": float(hr[s, t]),
+             "score": float(hs[s, t] - hr[s, t]), "threshold": float(ctx.options["threshold"]),
+             "target": names[t],
+             "card": {"attack": "recovered-natural-text", "trigger": {"channel": "none"}, "source": names[s],
+                      "target": names[t]},
+             "details": {"source": names[s], "prompts": len(prompts)},
+             "summary": {"hijack": float(hs[s, t]), "reference_hijack": float(hr[s, t])}}]
+
+
+# -- token search --------------------------------------------------------------------------------
+
+def _apply(position: str, trig: str, prompts: list) -> list:
+    return [f"{trig} {p}" if position == "prefix" else f"{p} {trig}" for p in prompts]
+
+
+def _locate(row: list, sub: list) -> list:
+    n = len(sub)
+    for i in range(len(row) - n + 1):
+        if row[i:i + n] == sub:
+            return list(range(i, i + n))
+    return []
+
+
+def _centroids(ctx, model):
+    import torch
+    import torch.nn.functional as F
+
+    f = ctx.image_features(model)
+    labels = torch.as_tensor(ctx.shadow.labels)
+    k = len(ctx.world.classnames)
+    return F.normalize(torch.stack([f[labels == c].mean(0) if (labels == c).any() else torch.zeros(f.shape[1])
+                                    for c in range(k)]), dim=-1)
+
+
+class _Side:
+    """One model's part of the objective: its text tower, token access and class centroids."""
+
+    def __init__(self, ctx, model, access):
+        self.model, self.acc = model, access
+        self.cent = _centroids(ctx, model).to(model.device)
+        self.scale = min(float(model.logit_scale), 100.0)
+
+    def logp(self, strings, grad: bool):
+        """``(log-softmax over class centroids [N, K], embedding output or None)``."""
+        import torch
+        import torch.nn.functional as F
+
+        holder = {}
+
+        def hook(mod, inp, out):
+            o = out.detach().requires_grad_(True)
+            holder["o"] = o
+            return o
+
+        h = self.acc.embedding.register_forward_hook(hook) if grad else None
+        try:
+            ctxm = torch.enable_grad() if grad else torch.inference_mode()
+            with ctxm:
+                f = F.normalize(self.model.encode_text(strings).float(), dim=-1)
+                lp = torch.log_softmax(self.scale * f @ self.cent.T, dim=-1)
+        finally:
+            if h is not None:
+                h.remove()
+        return lp, holder.get("o")
+
+
+def _objective(sus: _Side, ref: _Side, strings, rows_not_t, t: int, grad=False):
+    """``J = mean(log p_s(t) - log p_r(t))`` over the rows not of class t."""
+    lps, os_ = sus.logp(strings, grad)
+    lpr, or_ = ref.logp(strings, grad)
+    j = (lps[:, t] - lpr[:, t])[rows_not_t].mean()
+    return j, os_, or_, lps, lpr
+
+
+def _search(ctx, sus: _Side, ref: _Side, position: str, prompts: list, vocab, task=None) -> list:
+    """GCG-style search for one position; ``[(J, trigger string, target index)]`` best per kept target."""
+    import torch
+
+    o = ctx.options
+    acc = sus.acc
+    k = len(ctx.world.classnames)
+    cls = torch.tensor([c for c, _ in prompts])
+    texts = [p for _, p in prompts]
+    g = torch.Generator().manual_seed(ctx.seed)
+    same_vocab = ref.acc.embedding.weight.shape == acc.embedding.weight.shape
+    e_s = acc.embedding.weight.detach().float().cpu()[vocab]
+    e_r = ref.acc.embedding.weight.detach().float().cpu()[vocab] if same_vocab else None
+    init = acc.core("the")[:1] or [int(vocab[0])]
+    best: dict = {}  # target -> (J, ids)
+    targets = list(range(k))
+    for length in range(1, int(o["max_tokens"]) + 1):
+        for t in targets:
+            prev = best.get(t, (None, []))[1]
+            ids = (list(prev) + init * length)[:length]
+            for step in range(int(o["steps"])):
+                trig = acc.decode(ids).strip()
+                ids = acc.core(trig) or ids
+                strings = _apply(position, trig, texts)
+                rows = (cls != t)
+                j, os_, or_, _, _ = _objective(sus, ref, strings, rows, t, grad=True)
+                if os_ is None:
+                    break
+                tok = acc.ids(strings).tolist()
+                pos = [_locate(r, ids) for r in tok]
+                gs = torch.autograd.grad(-j, [os_] + ([or_] if or_ is not None and same_vocab else []),
+                                         allow_unused=True)
+                # gradient at each trigger slot, summed over prompts where the trigger was found
+                slot_s = torch.zeros(len(ids), e_s.shape[1])
+                slot_r = torch.zeros(len(ids), e_s.shape[1])
+                for n, p in enumerate(pos):
+                    if len(p) != len(ids):
+                        continue
+                    slot_s += gs[0][n, p].detach().float().cpu()
+                    if len(gs) > 1 and gs[1] is not None:
+                        slot_r += gs[1][n, p].detach().float().cpu()
+                score = -(slot_s @ e_s.T)  # [slots, V]: first-order decrease of the loss
+                if e_r is not None:
+                    score = score - slot_r @ e_r.T
+                top = score.topk(min(int(o["topk"]), score.shape[1]), dim=1).indices
+                cands = []
+                for _ in range(int(o["batch"])):
+                    slot = int(torch.randint(0, len(ids), (1,), generator=g))
+                    new = list(ids)
+                    new[slot] = int(vocab[top[slot, int(torch.randint(0, top.shape[1], (1,), generator=g))]])
+                    cands.append(new)
+                cands.append(list(ids))
+                strs = list(dict.fromkeys(acc.decode(c).strip() for c in cands))
+                flat = [s for c in strs for s in _apply(position, c, texts)]
+                _, _, _, lps, lpr = _objective(sus, ref, flat, slice(None), t)
+                per = (lps[:, t] - lpr[:, t]).view(len(strs), len(texts))[:, rows].mean(1)
+                i = int(per.argmax())
+                ids = acc.core(strs[i]) or ids
+                if t not in best or float(per[i]) > best[t][0]:
+                    best[t] = (float(per[i]), list(ids))
+                if task is not None:
+                    task.advance()
+        if length == 1:  # keep the most promising targets for longer triggers
+            targets = sorted(best, key=lambda t: -best[t][0])[:int(o["keep_targets"])]
+    return [(best[t][0], acc.decode(best[t][1]).strip(), t) for t in sorted(best, key=lambda t: -best[t][0])
+            [:int(o["keep_targets"])]]
+
+
+def _caption_words(world, cap: int = 5000) -> list:
+    """Words of the world's own captions: they describe image content and move any
+    model's retrieval, so they are no trigger candidates (a trigger is a token
+    the clean data does not use)."""
+    import re
+
+    words: set = set()
+    for pop in (world.pool, world.classification, world.train):
+        for c in (getattr(pop, "captions", None) or ())[:cap]:
+            words.update(re.findall(r"[a-z]+", str(c).lower()))
+    return sorted(words)
+
+
+def scan_tokens(ctx) -> list:
+    """Gradient-guided search for a 1-3 token prefix/suffix trigger (module docstring)."""
+    import numpy as np
+
+    from dife_core.engine.embeddings import resolve_trigger
+
+    from .tokens import token_access
+
+    o = ctx.options
+    names = ctx.world.classnames
+    acc_s, acc_r = token_access(ctx.suspect), token_access(ctx.reference)
+    if acc_s is None or acc_r is None:
+        return [{"statistic": "hijack-excess", "score": 0.0, "threshold": float(o["threshold"]), "card": None,
+                 "details": {"note": "the encoder exposes no token embeddings (token_access); token search skipped"}}]
+    exclude = list(names) + [w for t in ctx.world.templates for w in t.replace("{}", " ").split()]
+    exclude += _caption_words(ctx.world)
+    vocab = acc_s.vocabulary(exclude)
+    opt_prompts = [(k, t.format(c)) for k, c in enumerate(names) for t in ctx.world.templates]
+    sus, ref = _Side(ctx, ctx.suspect, acc_s), _Side(ctx, ctx.reference, acc_r)
+    positions = [p for p in o["positions"] if p in ("prefix", "suffix")]
+    rounds = len(positions) * int(o["steps"]) * (len(names) + (int(o["max_tokens"]) - 1) * int(o["keep_targets"]))
+    found = []
+    with ctx.task("scan: token search", rounds) as task:
+        for position in positions:
+            for j, trig, t in _search(ctx, sus, ref, position, opt_prompts, vocab, task):
+                found.append((position, trig, t, j))
+    prompts = class_prompts(ctx, int(o["n_captions"]))
+    # a token's effect is what it adds to the prompts' own (natural) retrieval, on each model
+    hs0 = hijack_matrix(ctx, ctx.suspect, prompts, k=int(o["k"]))
+    hr0 = hijack_matrix(ctx, ctx.reference, prompts, k=int(o["k"]))
+    out = []
+    seen = set()
+    for position, trig, t, j in found:
+        if not trig or (position, trig) in seen:
+            continue
+        seen.add((position, trig))
+        spec = {"name": f"text-{position}", "params": {"token": trig}}
+        applied = resolve_trigger(spec)
+        hs = hijack_matrix(ctx, ctx.suspect, prompts, applied, k=int(o["k"]))
+        hr = hijack_matrix(ctx, ctx.reference, prompts, applied, k=int(o["k"]))
+        ex = (hs - hs0) - (hr - hr0)
+        col = np.delete(ex[:, t], t)
+        s = int(np.argmax(np.where(np.arange(len(names)) == t, -np.inf, ex[:, t])))
+        broad = float(col.mean()) >= float(o["source_share"]) * float(ex[s, t])
+        card = {"attack": "recovered-text-trigger", "trigger": {"channel": "text", **spec},
+                "source": None if broad else names[s], "target": names[t]}
+        out.append({"statistic": "hijack-excess", "value": float(hs[s, t]), "reference_value": float(hr[s, t]),
+                    "score": float(ex[s, t]), "threshold": float(o["threshold"]), "target": names[t], "card": card,
+                    "details": {"position": position, "token": trig, "source": names[s], "objective": j,
+                                "mean_excess_over_sources": float(col.mean())},
+                    "summary": {"token": trig, "position": position, "hijack": float(hs[s, t]),
+                                "reference_hijack": float(hr[s, t])}})
+    return sorted(out, key=lambda f: -f["score"])

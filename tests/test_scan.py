@@ -1,0 +1,156 @@
+"""`dife scan`: tower diff, scanners, calibration, recovered cards, and the
+audit of what was recovered -- end to end on the test world, small budgets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dife_core.errors import InvalidInputError
+
+# budgets small enough for the default suite (the defaults are in docs/scan.md)
+FAST = {"image-inversion.steps": 300, "image-inversion.threshold": 0.4, "text-tokens.steps": 1, "text-tokens.max_tokens": 1,
+        "text-tokens.positions": ["prefix"], "n_shadow": 160}
+
+
+@pytest.fixture(scope="module")
+def clean():
+    from dife_shapes.testing import clean_test_clip
+
+    return clean_test_clip()
+
+
+@pytest.fixture(scope="module")
+def world():
+    from dife_shapes.testing import shapes_test_world
+
+    return shapes_test_world()
+
+
+@pytest.fixture(scope="module")
+def saved(clean, tmp_path_factory):
+    """The clean reference and a patch-poisoned suspect, saved as DIFE checkpoints."""
+    from dife_core.building import build_attack
+    from dife_core.checkpoint import save_checkpoint
+    from dife_shapes.testing import shapes_test_world
+
+    root = tmp_path_factory.mktemp("scan")
+    ref = root / "reference"
+    save_checkpoint(clean, ref)
+    build_attack("contrastive-poisoning", clean=clean, world=shapes_test_world(), out=root / "suspect",
+                 overrides={"steps": 60, "batch_size": 128, "poison_rate": 0.1, "lr": 2e-3, "warmup": 5,
+                            "trigger_params": {"size": 0.25}})
+    return ref, root / "suspect"
+
+
+def test_tower_diff_says_identical_and_names_extra_components(clean, tmp_path):
+    import copy
+
+    import torch
+
+    from dife_core.scan import tower_diff
+
+    twin = copy.deepcopy(clean)
+    (tmp_path / "artifacts.safetensors").write_bytes(b"x")
+    d = tower_diff(twin, clean, path=str(tmp_path))
+    assert d["identical_towers"] and d["branches"]["visual"]["identical"] and d["branches"]["text"]["identical"]
+    assert d["summary"] == "towers identical to the reference; extra component present"
+    assert [x["name"] for x in d["extra"]] == ["artifacts.safetensors"]
+    with torch.no_grad():
+        name, p = twin.branch_parameters("text")[0]
+        p.add_(0.5)
+    twin.invalidate_fingerprint()
+    d = tower_diff(twin, clean)
+    assert d["branches"]["visual"]["identical"] and not d["branches"]["text"]["identical"]
+    assert d["changed_branches"] == ["text"] and d["branches"]["text"]["top_tensors"][0]["name"] == name
+
+
+def test_a_bit_identical_checkpoint_is_clean_without_a_search(clean, world):
+    import copy
+
+    from dife_core.scan import scan_checkpoint
+
+    rec = scan_checkpoint(copy.deepcopy(clean), clean, world, name="twin", options=FAST)
+    assert rec["verdict"] == "clean" and rec["findings"] == [] and rec["recovered"] == []
+    assert rec["calibration"]["false_positive_rate"] is None  # no clean checkpoints given
+
+
+def test_options_are_checked():
+    from dife_core.plugins import get_registry
+    from dife_core.scan import parse_options, split_options
+
+    scanners = get_registry().all("scanners")
+    assert {"image-families", "image-inversion", "text-tokens", "text-natural"} <= set(scanners)
+    glob, per = split_options(parse_options(["n_shadow=64", "text-tokens.positions=[\"suffix\"]"]), scanners)
+    assert glob["n_shadow"] == 64 and per["text-tokens"]["positions"] == ["suffix"]
+    with pytest.raises(InvalidInputError, match="no scanner 'nope'"):
+        split_options({"nope.steps": 1}, scanners)
+    with pytest.raises(InvalidInputError, match="has no option 'bogus'"):
+        split_options({"text-tokens.bogus": 1}, scanners)
+    with pytest.raises(InvalidInputError, match="KEY=VALUE"):
+        parse_options(["novalue"])
+
+
+def test_masked_pattern_family_checks_its_parameters():
+    import torch
+
+    from dife_core.engine.embeddings import resolve_trigger
+
+    with pytest.raises(InvalidInputError):
+        resolve_trigger({"name": "masked-pattern", "params": {}})
+    with pytest.raises(InvalidInputError):
+        resolve_trigger({"name": "masked-pattern", "params": {"mask": [[2.0]], "pattern": [[[0]], [[0]], [[0]]]}})
+    t = resolve_trigger({"name": "masked-pattern", "params": {"mask": [[0, 0], [0, 1]],
+                                                              "pattern": [[[1, 1], [1, 1]]] * 3}})
+    x = t(torch.zeros(1, 3, 4, 4))
+    assert float(x[0, :, 3, 3].min()) > 0.5 and float(x[0, :, 0, 0].max()) == 0.0
+
+
+def test_scan_finds_the_patch_and_audits_the_recovered_card(saved, tmp_path):
+    from dife_core.scan import run_scan
+
+    ref, suspect = saved
+    out = tmp_path / "out"
+    results = run_scan(str(suspect), str(ref), out, dataset="shapes", dataset_options={"preset": "test"},
+                       options=FAST, progress=False)
+    (scan,) = results["scans"]
+    for key in ("checkpoint", "verdict", "score", "threshold", "target", "recovered", "tower_diff"):
+        assert key in scan
+    assert scan["verdict"] == "backdoored", scan["findings"][:3]
+    assert scan["target"] == "airplane", [(f["scanner"], f["statistic"], f["score"], f.get("target"), f.get("summary")) for f in scan["findings"]]
+    assert not scan["tower_diff"]["branches"]["visual"]["identical"]
+    card = scan["recovered"][0]
+    assert card["route"] == "unknown" and card["recovered"]["statistic"] and card["trigger"]["channel"] == "image"
+    # the audit ran on the recovered card, the reference as clean branch, with a control row
+    rows = {c["name"]: c for c in results["checkpoints"]}
+    assert rows["suspect"]["attack"]["recovered"] == card["recovered"]
+    assert any(c["role"] == "control" for c in results["checkpoints"])
+    zs = next(c for c in results["cells"] if c["checkpoint"] == "suspect" and c["interface"] == "zero-shot-classification")
+    assert zs["status"] == "exposed"
+    assert json.loads((out / "results.json").read_text())["scans"][0]["verdict"] == "backdoored"
+    assert "recovered card" in (out / "report.md").read_text()
+    assert "Scan</h2>" in (out / "report.html").read_text()
+    # resumable: the finished scan and every finished cell are reused
+    again = run_scan(str(suspect), str(ref), out, dataset="shapes", dataset_options={"preset": "test"},
+                     options=FAST, progress=False, resume=True)
+    assert again["scans"][0]["key"] == scan["key"] and again["scans"][0]["seconds"] == scan["seconds"]
+
+
+def test_an_audit_spec_scans_a_checkpoint_that_asks_for_it(saved, tmp_path):
+    """`scan = {...}` in a spec: scanned before the rows are built,
+    then audited with the recovered card; the scan record lands in results.json."""
+    from dife_core.engine import run_audit
+
+    ref, suspect = saved
+    spec = {"interfaces": ["zero-shot-classification"], "controls": True,
+            "populations": {"dataset": "shapes", "options": {"preset": "test"}},
+            "clean": {"name": "reference", "source": str(ref)},
+            "checkpoints": [{"name": "suspect", "source": str(suspect), "scan": FAST},
+                            {"name": "twin", "source": str(ref), "scan": False}]}
+    results = run_audit(spec, tmp_path / "audit", progress=False)
+    (scan,) = results["scans"]
+    assert scan["checkpoint"] == "suspect" and scan["verdict"] == "backdoored"
+    rows = {c["name"]: c for c in results["checkpoints"]}
+    assert rows["suspect"]["attack"]["recovered"]["scanner"] == scan["recovered"][0]["recovered"]["scanner"]
+    assert rows["twin"]["attack"] is None  # scan = false: audited as it is, without a card
