@@ -7,7 +7,7 @@ Public API::
     spec = load_spec("audit.toml")          # or AuditSpec.from_dict({...})
     results = run_audit(spec, "out/", resume=False, progress=True)
     render_reports("out/")                   # re-render from the stored records
-    record = evaluate_cell(model, clean, world, card, "zero-shot-classification")  # one cell
+    record = evaluate_cell(model, clean, world, card, interface_name)  # one cell
 
 Interface plugins use :class:`CellContext`, return :class:`CellResult` and
 may raise :class:`NotEvaluable`. Importing this package does not import torch.

@@ -38,7 +38,8 @@ def wilson(k: float, n: int, z: float = 1.96) -> tuple:
     den = 1.0 + z2 / n
     centre = (p + z2 / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / den
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # rounding can leave p = 0 or 1 a hair outside its own interval; it never is
+    return (max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half)))
 
 
 def _mean(x):
