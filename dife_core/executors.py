@@ -5,9 +5,11 @@ A *unit* is one row's utility, cells and footprint for one seed
 
 * :class:`LocalExecutor` (``local``, the default): every unit in this
   process, one record appended as each finishes.
-* :class:`RayExecutor` (``ray``): every unit a Ray task that loads its
-  checkpoint itself from the spec's source path (every worker must be able to
-  read it), computes the unit and returns its records. The driver -- this
+* :class:`RayExecutor` (``ray``): every unit a Ray task that computes the
+  unit and returns its records. The driver has loaded every checkpoint (to
+  fingerprint it and plan the keys) and puts each into Ray's object store
+  once; tasks read them from there (``weights="path"``: each task loads its
+  checkpoint from the spec's source path instead). The driver -- this
   process -- alone appends them to the store, in plan order; a unit whose task
   fails (a checkpoint a worker cannot load, a worker killed after Ray's
   retries) becomes error records with the reason, and the rest of the audit
@@ -37,12 +39,13 @@ PLUGINS_ENV = "DIFE_WORKER_PLUGINS"
 
 
 def make_executor(name, *, address: Optional[str] = None, num_cpus: Optional[int] = None,
-                  plugin_modules=None):
+                  plugin_modules=None, weights: Optional[str] = None):
     """An executor from its name (``local`` / ``ray``) or itself."""
     if name is None or name == "local":
         return LocalExecutor()
     if name == "ray":
-        return RayExecutor(address=address, num_cpus=num_cpus, plugin_modules=plugin_modules)
+        return RayExecutor(address=address, num_cpus=num_cpus, plugin_modules=plugin_modules,
+                           weights=weights or "object-store")
     if hasattr(name, "run"):
         return name
     raise InvalidInputError(f"unknown executor {name!r}; use one of: {', '.join(EXECUTORS)}.")
@@ -92,16 +95,24 @@ class RayExecutor:
     :param num_cpus: CPUs of a new local cluster (default: Ray's choice).
     :param plugin_modules: ``module[:attr]`` names every worker registers.
     :param max_retries: Ray's retries of a task whose worker died.
+    :param weights: ``object-store`` (default): the driver puts each loaded
+        checkpoint into Ray's object store once and tasks read it from there;
+        ``path``: every task loads its checkpoint from the spec's ``source``
+        (every worker must read the same files; no weights cross the network).
     """
 
     name = "ray"
+    WEIGHTS = ("object-store", "path")
 
     def __init__(self, address: Optional[str] = None, num_cpus: Optional[int] = None, plugin_modules=None,
-                 max_retries: int = 2):
+                 max_retries: int = 2, weights: str = "object-store"):
+        if weights not in self.WEIGHTS:
+            raise ValueError(f"weights must be one of {', '.join(self.WEIGHTS)}, got {weights!r}")
         self.address = address
         self.num_cpus = num_cpus
         self.plugin_modules = _plugin_list(plugin_modules)
         self.max_retries = int(max_retries)
+        self.weights = weights
         self.stats: dict = {}
 
     def _connect(self, ray) -> bool:
@@ -137,7 +148,8 @@ class RayExecutor:
                                                 max_retries=self.max_retries)
         common = ray.put({"spec": spec, "trusted": sorted(audit.trusted), "limits": limits(),
                           "plugins": self.plugin_modules, "multi": multi, "run": audit.run_id,
-                          "cards": {r.name: r.card for r in audit.rows}})
+                          "cards": {r.name: r.card for r in audit.rows},
+                          "models": self._put_models(ray, audit)})
         plans, refs = [], {}
         current = None
         t0 = time.perf_counter()
@@ -205,6 +217,20 @@ class RayExecutor:
                 head += 1
         self.stats["wall_s"] = time.perf_counter() - t0
 
+    def _put_models(self, ray, audit) -> dict:
+        """``{checkpoint name: object ref}``: the driver's loaded checkpoints, each
+        put into the object store once (tasks on one node share its copy). A
+        model that cannot be serialised is left to the workers to load."""
+        if self.weights != "object-store":
+            return {}
+        refs = {}
+        for row in ([audit.clean] if audit.clean is not None else []) + list(audit.rows):
+            try:
+                refs[row.name] = ray.put(row.model)
+            except Exception:  # noqa: BLE001 -- e.g. a loader's unpicklable handle: the worker loads it
+                continue
+        return refs
+
     @staticmethod
     def _result(ray, ref, stats: dict):
         """``{key: record}`` of a finished task, or the reason it failed (a string)."""
@@ -264,6 +290,7 @@ def compute_unit(common: dict, seed: int, row_name: str, role: str, done: dict, 
     from .untrusted import LIMITS
 
     register_plugins(common["plugins"])
+    _WORKER["refs"] = common.get("models") or {}
     LIMITS.update(common["limits"])  # the driver's bounds (--limit), bounds that plugins add included
     spec = common["spec"]
     if spec.device.startswith("cuda"):
@@ -294,12 +321,19 @@ def _worker_audit_class():
         """An Audit that keeps the checkpoints it loads for the worker's next task."""
 
         def load_checkpoint(self, ck):
-            key = repr((ck.to_dict(), self.spec.device, ck.name in self.trusted))
+            ref = _WORKER.get("refs", {}).get(ck.name)
+            key = repr((ck.to_dict(), self.spec.device, ck.name in self.trusted, ref.hex() if ref else None))
             models = _WORKER["models"]
             if key not in models:
                 if len(models) >= 4:  # the clean reference and a few audited rows
                     models.pop(next(iter(models)))
-                models[key] = super().load_checkpoint(ck)
+                if ref is not None:  # the driver's copy, from the object store
+                    import ray
+
+                    m = ray.get(ref)
+                    models[key] = m.to(self.spec.device) if hasattr(m, "to") else m
+                else:
+                    models[key] = super().load_checkpoint(ck)
             else:
                 models[key] = models.pop(key)  # most recently used last
             return models[key]

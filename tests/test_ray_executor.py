@@ -99,11 +99,12 @@ def _ck(name, kind, card, loader="handmade", **options):
     return d
 
 
-def test_ray_records_identical_to_local(cluster, plugins, tmp_path):
+@pytest.mark.parametrize("weights", ["object-store", "path"])
+def test_ray_records_identical_to_local(cluster, plugins, tmp_path, weights):
     spec = _spec([_ck("textual-a", "textual", TEXTUAL_CARD), _ck("visual-a", "visual", VISUAL_CARD),
                   _ck("textual-b", "textual", TEXTUAL_CARD), _ck("plain", "clean", None)])
     local = run_audit(spec, tmp_path / "local", progress=False)
-    ex = RayExecutor(plugin_modules=PLUGINS)
+    ex = RayExecutor(plugin_modules=PLUGINS, weights=weights)
     remote = run_audit(spec, tmp_path / "ray", progress=False, executor=ex)
     a, b = _records(tmp_path / "local"), _records(tmp_path / "ray")
     assert a.keys() == b.keys() and a
@@ -118,7 +119,7 @@ def test_failed_load_is_error_cells_and_killed_worker_is_retried(cluster, plugin
                   _ck("killer", "visual", VISUAL_CARD, loader="hand-failing", kill_once=str(marker)),
                   _ck("broken", "unloadable-textual", TEXTUAL_CARD, loader="hand-failing")])
     res = run_audit(spec, tmp_path / "out", progress=True, show_matrix=False,  # per-checkpoint task bars
-                    executor=RayExecutor(plugin_modules=PLUGINS))
+                    executor=RayExecutor(plugin_modules=PLUGINS, weights="path"))  # workers load the sources
     assert marker.exists()  # a worker really died
     err = capsys.readouterr().err
     assert "tasks (all checkpoints)" in err
@@ -137,6 +138,18 @@ def test_failed_load_is_error_cells_and_killed_worker_is_retried(cluster, plugin
     mine = _records(tmp_path / "out")
     for key, rec in _records(tmp_path / "local").items():
         assert mine[key] == rec
+
+
+def test_object_store_weights_never_load_a_checkpoint_in_a_worker(cluster, plugins, tmp_path):
+    """With the default weights="object-store", tasks use the driver's loaded
+    copy: a checkpoint whose loader fails on every worker still audits."""
+    spec = _spec([_ck("broken", "unloadable-textual", TEXTUAL_CARD, loader="hand-failing")])
+    res = run_audit(spec, tmp_path / "out", progress=False, executor=RayExecutor(plugin_modules=PLUGINS))
+    assert res["complete"] and all(c["status"] != "error" for c in res["cells"])
+    run_audit(spec, tmp_path / "local", progress=False)
+    assert _records(tmp_path / "out") == _records(tmp_path / "local")
+    with pytest.raises(ValueError, match="weights"):
+        RayExecutor(weights="nfs")
 
 
 DRIVER = """

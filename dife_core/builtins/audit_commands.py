@@ -33,9 +33,13 @@ def register_commands(cli):
     @click.option("--ray-address", "ray_address", default=None, metavar="ADDRESS",
                   help="An existing Ray cluster (head node host:port, or auto); default: a local cluster "
                        "started for this audit. Implies --executor ray.")
+    @click.option("--ray-weights", "ray_weights", type=click.Choice(["object-store", "path"]), default=None,
+                  help="How Ray tasks get their checkpoints: object-store (the driver's loaded copy, put "
+                       "once; the default) or path (each task loads the spec's source path).")
     @trust_option
     @limit_option
-    def audit(spec, out_dir, resume, device, no_progress, force, fail_on, executor, ray_address, trusted, limits):
+    def audit(spec, out_dir, resume, device, no_progress, force, fail_on, executor, ray_address, ray_weights,
+              trusted, limits):
         """Audit the checkpoints of SPEC (a TOML audit spec; see docs/spec.md)."""
         from dife_core.engine import load_spec, run_audit
         from dife_core.engine.verdicts import exit_code_for
@@ -49,9 +53,12 @@ def register_commands(cli):
         apply_limits(limits)
         if ray_address is not None and executor == "local":
             raise click.BadParameter("--ray-address needs --executor ray", param_hint="--ray-address")
+        if ray_weights is not None and executor == "local":
+            raise click.BadParameter("--ray-weights needs --executor ray", param_hint="--ray-weights")
         results = run_audit(load_spec(spec), out_dir, resume=resume, progress=not no_progress, device=device,
                             trusted=frozenset(trusted), force=force,
-                            executor="ray" if ray_address is not None else executor, ray_address=ray_address)
+                            executor="ray" if ray_address is not None or ray_weights is not None else executor,
+                            ray_address=ray_address, ray_weights=ray_weights)
         if no_progress:
             n = len(results["cells"])
             click.echo(f"{n} cells audited; reports in {out_dir}")

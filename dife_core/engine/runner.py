@@ -499,7 +499,7 @@ def _trusted_names(spec: AuditSpec, trusted) -> frozenset:
 
 def run_audit(spec, out_dir, *, resume: bool = False, progress: bool = True, device: Optional[str] = None,
               show_matrix: Optional[bool] = None, trusted=frozenset(), force: bool = False,
-              executor=None, ray_address: Optional[str] = None) -> dict:
+              executor=None, ray_address: Optional[str] = None, ray_weights: Optional[str] = None) -> dict:
     """Run an audit and write results.json, spec.toml, report.md, report.html
     and the cell store into ``out_dir``; return the results dict.
 
@@ -518,6 +518,9 @@ def run_audit(spec, out_dir, *, resume: bool = False, progress: bool = True, dev
         (:mod:`dife_core.executors`); None: the spec's ``executor``.
     :param ray_address: an existing Ray cluster (``--ray-address``; default:
         the spec's loopback address, else a local cluster).
+    :param ray_weights: how Ray tasks get their checkpoints: ``object-store``
+        (default; the driver's loaded copy) or ``path`` (each task loads the
+        spec's ``source``).
     """
     from ..report import print_matrix, render_reports
 
@@ -527,7 +530,8 @@ def run_audit(spec, out_dir, *, resume: bool = False, progress: bool = True, dev
     from ..executors import make_executor
 
     ex = make_executor(executor if executor is not None else spec.executor,
-                       address=ray_address if ray_address is not None else spec.ray_address)
+                       address=ray_address if ray_address is not None else spec.ray_address,
+                       weights=ray_weights)
     audit = Audit(spec, out_dir, resume=resume, progress=progress, trusted=trusted, force=force, executor=ex)
     audit.run()
     results = render_reports(out_dir)
