@@ -2,6 +2,7 @@
 
     .venv/bin/dife demo --suite paper --out dife-paper
     .venv/bin/python benchmarks/compare_paper.py dife-paper/results.json
+    .venv/bin/python benchmarks/compare_paper.py dife-paper-seeds/results.json --seeds   # an audit with seeds = [...]
 
 Prints, in markdown: the five-column matrix cell by cell (our value and
 status class beside the paper's, match or mismatch), the image–text retrieval
@@ -110,13 +111,56 @@ def markdown(cmp: dict) -> str:
     return "\n".join(out)
 
 
+def _per_seed_class(interface: str, status: str) -> str:
+    return {"exposed": "E", "weak": "w", "negative": "w", "n.e.": "N.E."}.get(status, status)
+
+
+def seeds_markdown(results: dict) -> str:
+    """Per-seed values, mean ± std and per-seed status of the scored cells, and
+    the footprint each seed's four slots decide (an audit with several seeds)."""
+    import statistics
+
+    from dife_core.engine.footprint import decide
+    from dife_core.engine.spec import FootprintParams
+
+    seeds = [str(s) for s in results.get("seeds") or []]
+    cells = {(c["checkpoint"], c["interface"]): c for c in results["cells"]}
+    head = " | ".join(f"seed {s}" for s in seeds)
+    out = [f"| checkpoint | interface | {head} | mean ± std | status per seed | paper |",
+           "|---|---|" + "---|" * len(seeds) + "---|---|---|"]
+    for ck, ref in PAPER.items():
+        for iface in SCORED + ("image-text-retrieval",):
+            cell = cells.get((ck, iface))
+            if cell is None or cell["status"] == "n.e.":
+                continue
+            rel = iface in RELATIVE
+            per = cell.get("per_seed") or {}
+            vals = [per.get(s) for s in seeds]
+            sd = statistics.pstdev([v for v in vals if v is not None]) if len(vals) > 1 else 0.0
+            status = "/".join(_per_seed_class(iface, (cell.get("per_seed_status") or {}).get(s, "?")) for s in seeds)
+            out.append(f"| {ck} | {SHORT[iface]} | " + " | ".join(fmt(v, rel) for v in vals)
+                       + f" | {fmt(cell['value'], rel)} ± {sd:.3f} | {status} | {fmt(ref[iface], rel)} |")
+    params = FootprintParams(**(results.get("footprint_params") or {}))
+    out += ["", f"| checkpoint | {head} | paper |", "|---|" + "---|" * len(seeds) + "---|"]
+    fps = {f["checkpoint"]: f for f in results.get("footprints", [])}
+    for ck, want in PAPER_FOOTPRINT.items():
+        per = (fps.get(ck) or {}).get("per_seed") or {}
+        dec = [decide(per[s], params)["footprint"] if s in per else "—" for s in seeds]
+        out.append(f"| {ck} | " + " | ".join(dec) + f" | {want} |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results", help="results.json of a paper-suite audit")
     ap.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    ap.add_argument("--seeds", action="store_true", help="per-seed tables of an audit run with several seeds")
     args = ap.parse_args(argv)
     with open(args.results) as fh:
         results = json.load(fh)
+    if args.seeds:
+        print(seeds_markdown(results))
+        return 0
     cmp = compare(results)
     print(json.dumps(cmp, indent=2) if args.json else markdown(cmp))
     return 0

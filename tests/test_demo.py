@@ -41,6 +41,7 @@ def test_demo_end_to_end(tmp_path, shared_cache):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
     assert results["complete"] is True
+    assert not [c for c in results["cells"] if c["status"] == "error"]
     names = [c["name"] for c in results["checkpoints"]]
     assert names[:3] == ["clean", "contrastive-poisoning", "badtexttower"]
     assert {"clean@contrastive-poisoning", "clean@badtexttower"} <= set(names)
