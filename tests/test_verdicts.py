@@ -51,11 +51,26 @@ def test_errors_controls_and_uncertain_cells_change_the_decision():
     assert v["decision"] == "do-not-deploy"  # still exposed, but one tower is no longer shown clean
     assert v["errors"] == [{"interface": "image-text-retrieval", "reason": "tokenizer panic"}]
     assert any("in error" in n for n in v["notes"])
-    # a flagged control: the thresholds do not separate clean from poisoned
+    # a control flagged on one interface: that interface measures the trigger, the others decide
     r = make_results({"v": "visual"})
-    r["controls"][0].update(flagged=True, exposed=["zero-shot-classification"])
+    exposed = [c["interface"] for c in r["cells"] if c["checkpoint"] == "v" and c["status"] == "exposed"]
+    assert len(exposed) > 1
+    r["controls"][0].update(flagged=True, exposed=exposed[:1])
     v = _by_name(r)["v"]
-    assert v["decision"] == "inconclusive" and v["controls"]["status"] == "flagged"
+    assert v["decision"] == "text-tower-only" and v["controls"]["status"] == "flagged"
+    assert any("decision rests on the other interfaces" in n for n in v["notes"])
+    # flagged on every exposed interface: nothing separates clean from poisoned
+    r["controls"][0].update(exposed=exposed)
+    v = _by_name(r)["v"]
+    assert v["decision"] == "inconclusive" and any("nothing separates" in n for n in v["notes"])
+    # a cell predicted exposed but measured weak leaves the other tower clean; one predicted weak
+    # but measured exposed does not
+    r = make_results({"v": "visual"})
+    fp = next(f for f in r["footprints"] if f["checkpoint"] == "v")
+    fp.update(prediction_holds=False, mismatches=["x: predicted exposed, measured weak"])
+    assert _by_name(r)["v"]["decision"] == "text-tower-only"
+    fp["predicted_weak"] = exposed[-1:]
+    assert _by_name(r)["v"]["decision"] == "do-not-deploy"
     # the only exposure lies within its interval: inconclusive, not exposed
     r = make_results({"w": "weak"})
     r = set_cell(r, "w", "zero-shot-classification", value=0.45, ci_low=0.37, ci_high=0.53, straddles=True)
