@@ -4,6 +4,8 @@
         --json benchmarks/results/executors-2threads.json
     .venv/bin/python benchmarks/bench_executors.py --checkpoints 20 --runs 3 --threads 1 \\
         --json benchmarks/results/executors-1thread.json
+    .venv/bin/python benchmarks/bench_executors.py --checkpoints 20 --runs 3 --threads 1 --weights path \\
+        --json benchmarks/results/executors-1thread-path.json
 
 (``--clean PATH`` takes a saved clean test-recipe checkpoint instead of
 training one.)
@@ -126,6 +128,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the local executor")
     ap.add_argument("--num-cpus", type=int, default=2, help="CPUs (one-thread workers) of the local Ray cluster")
     ap.add_argument("--json", default=None, help="write the measurements to this file")
+    ap.add_argument("--weights", default="object-store", choices=("object-store", "path"),
+                    help="how Ray tasks get their checkpoints (RayExecutor(weights=...))")
     ap.add_argument("--clean", default=None, help="a saved clean test-recipe checkpoint folder (default: train or "
                                                   "take it from the cache through dife_shapes.testing)")
     ap.add_argument("--work", default=None, help="folder for the checkpoints and runs (default: a temporary one)")
@@ -144,7 +148,8 @@ def main(argv=None) -> int:
     print(f"made {args.checkpoints} checkpoints in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     spec = load_spec(spec_path)
     out = {"checkpoints": args.checkpoints, "threads": args.threads, "num_cpus": args.num_cpus,
-           "cpu_count": os.cpu_count(), "loadavg_start": os.getloadavg(), "runs": args.runs}
+           "cpu_count": os.cpu_count(), "loadavg_start": os.getloadavg(), "runs": args.runs,
+           "weights": args.weights}
     out["encode"] = encode_cost(spec.batch_size, args.clean)
     print(f"encode cost: {out['encode']}", file=sys.stderr)
 
@@ -175,7 +180,7 @@ def main(argv=None) -> int:
     for r in range(args.runs):
         d = work / f"ray-{r}"
         shutil.rmtree(d, ignore_errors=True)
-        ex = RayExecutor()
+        ex = RayExecutor(weights=args.weights)
         t = time.perf_counter()
         run_audit(spec, d, progress=False, show_matrix=False, executor=ex)
         remote.append(time.perf_counter() - t)
