@@ -104,7 +104,8 @@ def test_make_executor():
 def test_ray_is_imported_only_when_chosen():
     code = ("import sys; import dife_core.executors, dife_core.engine.runner; "
             "from dife_core.cli import build_cli; build_cli(); assert 'ray' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
 
 
 def test_audit_command_options(capsys):

@@ -112,7 +112,10 @@ def test_epochs_uint8_pixels_augment_and_callback():
 
 def test_progress_bar_runs():
     images, captions, _ = _data(n=8)
-    contrastive_train(_enc(), images, captions, steps=2, batch_size=4, progress=True)
+    calls = []
+    enc = contrastive_train(_enc(), images, captions, steps=2, batch_size=4, progress=True,
+                            callback=lambda step, loss: calls.append(step))
+    assert len(calls) == 2 and not enc.model.training  # trained with the bar on, back in eval mode
 
 
 @pytest.mark.parametrize("kwargs,match", [
