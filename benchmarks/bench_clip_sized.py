@@ -221,8 +221,8 @@ def compare_cb(args) -> int:
             kw = dict(classnames=info["classnames"], templates=info["templates"], cocos=("coco1", "cocou"))
             wcb = run_cb(args.cb, Path(tmp) / "world", Path(tmp) / "wcb-out", **kw)
             wd = dife_cb_keys(Path(tmp) / "world", **kw)
-            world = {"data": info, "model": str(args.world_model), "preset": args.world_preset, "clip_benchmark_metrics": wcb,
-                     "dife_metrics": wd, "comparison": _compare(wcb, wd)[0],
+            world = {"data": info, "model": str(args.world_model), "preset": args.world_preset,
+                     "clip_benchmark_metrics": wcb, "dife_metrics": wd, "comparison": _compare(wcb, wd)[0],
                      "note": "coco1 repeats captions: an image's own caption ties exactly with its duplicates, "
                              "where CLIP_benchmark keeps torch.topk's order and DIFE counts the tie against; "
                              "cocou keeps only items whose caption is unique"}

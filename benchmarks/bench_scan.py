@@ -61,7 +61,8 @@ def export_open_clip(src: str, dst: Path) -> Path:
     pre = m.get("preprocess") or {}
     preprocess_cfg = {k: pre[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in pre}
     (dst / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}))
-    save_file({k: v.detach().contiguous() for k, v in enc.state_dict().items()}, str(dst / "open_clip_model.safetensors"))
+    save_file({k: v.detach().contiguous() for k, v in enc.state_dict().items()},
+              str(dst / "open_clip_model.safetensors"))
     for e in os.listdir(src):  # components beside the towers travel with the export
         if e not in ("dife.json", "model.safetensors", "tokenizer") and not e.startswith("."):
             shutil.copy2(Path(src) / e, dst / e)
@@ -129,8 +130,7 @@ def cmd_run(a) -> None:
         plain = export_open_clip(src, out / "export" / name)
         secs = []
         results = None
-        for r in range(a.repeat):
-            t0 = time.time()
+        for _r in range(a.repeat):
             results = run_scan(str(plain), a.reference, out / "scan" / name, dataset="shapes", dataset_options=dsopt,
                                options={**options, "audit": bool(a.audit)}, force=True, progress=False,
                                name="suspect")
@@ -143,7 +143,8 @@ def cmd_run(a) -> None:
                "threshold": s["threshold"], "normalised_score": s["normalised_score"], "statistic": s["statistic"],
                "scanner": s["scanner"], "target": s["target"],
                "recovered_trigger": (rec or {}).get("trigger") if rec and (rec.get("trigger") or {}).get("name")
-               != "masked-pattern" else {"name": "masked-pattern", "mask_l1": (rec or {}).get("recovered", {}).get("mask_l1")},
+               != "masked-pattern" else {"name": "masked-pattern",
+                                         "mask_l1": (rec or {}).get("recovered", {}).get("mask_l1")},
                "recovered_source": (rec or {}).get("source"), "tower_diff": s["tower_diff"]["summary"],
                "scan_seconds": secs, "scan_seconds_median": statistics.median(secs),
                "findings": [{k: f.get(k) for k in ("scanner", "statistic", "score", "threshold", "target", "summary")}
@@ -154,12 +155,14 @@ def cmd_run(a) -> None:
             if (card.get("trigger") or {}).get("channel") == "text":
                 native = (card.get("native") or {}).get("interface")
                 for label, res in (("recovered", results), ("card", truth)):
-                    c = next((c for c in res["cells"] if c["checkpoint"] == "suspect" and c["interface"] == native), None)
+                    c = next((c for c in res["cells"] if c["checkpoint"] == "suspect" and c["interface"] == native),
+                             None)
                     row[f"native_{label}"] = None if c is None else c.get("value")
         rows.append(row)
         print(json.dumps({k: row[k] for k in ("checkpoint", "verdict", "score", "target", "true_target",
                                                "scan_seconds_median")}), file=sys.stderr)
-    att = [r["normalised_score"] for r in rows if r["kind"] == "attack" and r["tower_diff"].startswith("towers identical") is False]
+    att = [r["normalised_score"] for r in rows
+           if r["kind"] == "attack" and r["tower_diff"].startswith("towers identical") is False]
     cln = [r["normalised_score"] for r in rows if r["kind"] == "clean"]
     summary = {"auroc": auroc(att, cln), "attacks": len(att), "clean": len(cln),
                "flagged_attacks": sum(r["verdict"] == "backdoored" for r in rows if r["kind"] == "attack"),

@@ -102,7 +102,8 @@ def read_manifest(path) -> dict:
     inside(path, p, str(p), MANIFEST)  # a symlinked manifest may not point outside the folder
     m = load_json(p, "manifest")
     if m.get("format") != FORMAT:
-        raise InvalidInputError(f"{p}: key format: unknown checkpoint format {str(m.get('format'))[:60]!r}; expected {FORMAT}.")
+        raise InvalidInputError(f"{p}: key format: unknown checkpoint format {str(m.get('format'))[:60]!r}; "
+                                f"expected {FORMAT}.")
     missing = [k for k in REQUIRED_KEYS if k not in m]
     if missing:
         raise InvalidInputError(f"{p}: manifest lacks {', '.join(missing)}.")

@@ -79,8 +79,8 @@ def apply_limits(items) -> None:
     """Apply ``--limit`` values to the process-wide bounds (dife_core.untrusted)."""
     if not items:
         return
-    from .engine import spec as _spec  # noqa: F401 -- registers the spec and card bounds
     from .builtins import datasets as _datasets  # noqa: F401 -- registers the dataset bounds
+    from .engine import spec as _spec  # noqa: F401 -- registers the spec and card bounds
     from .plugins import get_registry
     from .untrusted import parse_limit, set_limits
 
@@ -134,7 +134,7 @@ def main(argv=None) -> None:
         if debug:
             raise
         sys.exit(_report(e))
-    except RecursionError as e:  # a hostile input nested too deeply past a reader's checks
+    except RecursionError:  # a hostile input nested too deeply past a reader's checks
         if debug:
             raise
         _report(RuntimeError("an input is nested too deeply to read (RecursionError); it was refused"))

@@ -119,9 +119,11 @@ def load_model(source: str, *, loader: str = "auto", trust: bool = False, device
                         f"{source}: no model loader recognises this file on its own; name the loader and its "
                         f"architecture (e.g. loader='openclip', architecture='ViT-B-32'); {available(loaders)}.")
                 raise NotFoundError(
-                    f"no model loader recognises {source!r}" + ("" if exists else " (it is not an existing file or folder either)")
+                    f"no model loader recognises {source!r}"
+                    + ("" if exists else " (it is not an existing file or folder either)")
                     + f"; pass loader=NAME (--loader NAME); {available(loaders)}.",
-                    hint="Loader descriptions: " + "; ".join(f"{k}: {v.description}" for k, v in sorted(loaders.items())))
+                    hint="Loader descriptions: "
+                    + "; ".join(f"{k}: {v.description}" for k, v in sorted(loaders.items())))
             loader = pick_loader(source, hits)
         ld = reg.get("model_loaders", loader)
         enc = ld.load(source, trust=trust, device=device, **options)

@@ -185,8 +185,6 @@ def cos_shift(triggered, clean, target) -> float:
     """Mean over texts of cos(u(t^τ), u*) − cos(u(t), u*): how much the trigger
     moves a text's embedding towards the target text (features L2-normalised;
     ``target`` is ``[D]`` or ``[N, D]``)."""
-    import torch
-
     tt, tc, tg = _t(triggered).float(), _t(clean).float(), _t(target).float()
     if tg.ndim == 1:
         tg = tg.expand_as(tt)
@@ -242,7 +240,8 @@ def _catalogue() -> dict:
 CATALOGUE: dict = _catalogue()
 
 __all__ = [
-    "wins", "strict_argmax", "target_success", "accuracy", "query_hijack_rate", "best_positive_rank", "hits_at_k", "mrr",
+    "wins", "strict_argmax", "target_success", "accuracy", "query_hijack_rate", "best_positive_rank", "hits_at_k",
+    "mrr",
     "selection_at_1", "recall_at_k", "delta", "chunked_best_positive_rank", "cos_shift",
     "nearer_target_rate", "CATALOGUE",
 ]

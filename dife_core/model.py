@@ -54,8 +54,10 @@ class Preprocess:
     """
 
     image_size: int = attrs.field(converter=int, validator=_image_size)
-    mean: tuple = attrs.field(converter=tuple, default=(0.48145466, 0.4578275, 0.40821073), validator=_three_finite(False))
-    std: tuple = attrs.field(converter=tuple, default=(0.26862954, 0.26130258, 0.27577711), validator=_three_finite(True))
+    mean: tuple = attrs.field(converter=tuple, default=(0.48145466, 0.4578275, 0.40821073),
+                              validator=_three_finite(False))
+    std: tuple = attrs.field(converter=tuple, default=(0.26862954, 0.26130258, 0.27577711),
+                             validator=_three_finite(True))
     interpolation: str = attrs.field(default="bicubic", validator=attrs.validators.in_(_INTERPOLATIONS))
     resize_mode: str = attrs.field(default="shortest", validator=attrs.validators.in_(_RESIZE_MODES))
 

@@ -62,8 +62,15 @@ class Progress:
             return
         if self._rich is None:
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, SpinnerColumn,
-                                       TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
 
             self._rich = RichProgress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
                                       MofNCompleteColumn(), TextColumn("{task.fields[status]}", markup=False),

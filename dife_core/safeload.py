@@ -111,7 +111,8 @@ def validate_safetensors(path) -> SafetensorsHeader:
     size = path.stat().st_size
     where = str(path)
     if size < 8:
-        raise InvalidInputError(f"{where}: not a safetensors file (only {size} bytes; the 8-byte header length is missing).")
+        raise InvalidInputError(
+            f"{where}: not a safetensors file (only {size} bytes; the 8-byte header length is missing).")
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
         cap = min(MAX_HEADER_BYTES, limit("header_bytes"))
@@ -121,7 +122,8 @@ def validate_safetensors(path) -> SafetensorsHeader:
                 f"limit header_bytes).")
         if n > size - 8:
             raise InvalidInputError(
-                f"{where}: safetensors header length {n} runs past the end of the file ({size} bytes); the file is truncated or corrupt.")
+                f"{where}: safetensors header length {n} runs past the end of the file ({size} bytes); "
+                f"the file is truncated or corrupt.")
         if n < 2:
             raise InvalidInputError(f"{where}: safetensors header of {n} bytes is too short to hold JSON.")
         raw = f.read(n)
@@ -140,7 +142,8 @@ def validate_safetensors(path) -> SafetensorsHeader:
         raise InvalidInputError(f"{where}: safetensors header must be a JSON object, got {type(header).__name__}.")
     data_len = size - 8 - n
     metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in metadata.items()):
         raise InvalidInputError(f"{where}: safetensors '__metadata__' must map strings to strings.")
     infos = []
     if len(header) > limit("tensors"):
@@ -156,11 +159,13 @@ def validate_safetensors(path) -> SafetensorsHeader:
             raise InvalidInputError(f"{loc}: header entry lacks {', '.join(sorted(missing))}.")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         if dtype not in SAFETENSORS_DTYPE_BITS:
-            raise InvalidInputError(f"{loc}: unknown dtype {dtype!r}; known: {', '.join(sorted(SAFETENSORS_DTYPE_BITS))}.")
+            raise InvalidInputError(
+                f"{loc}: unknown dtype {dtype!r}; known: {', '.join(sorted(SAFETENSORS_DTYPE_BITS))}.")
         if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
             raise InvalidInputError(f"{loc}: shape must be a list of non-negative integers, got {str(shape)[:80]}.")
         if len(shape) > limit("tensor_dims"):
-            raise InvalidInputError(f"{loc}: {len(shape)} dimensions, over the bound (limit tensor_dims={limit('tensor_dims')}).")
+            raise InvalidInputError(
+                f"{loc}: {len(shape)} dimensions, over the bound (limit tensor_dims={limit('tensor_dims')}).")
         if (not isinstance(offsets, list) or len(offsets) != 2
                 or not all(type(o) is int for o in offsets)):
             raise InvalidInputError(f"{loc}: data_offsets must be two integers, got {offsets!r}.")
@@ -169,7 +174,8 @@ def validate_safetensors(path) -> SafetensorsHeader:
             raise InvalidInputError(f"{loc}: data_offsets {offsets} are not an increasing pair.")
         if end > data_len:
             raise InvalidInputError(
-                f"{loc}: data_offsets {offsets} point past the end of the data ({data_len} bytes); the file is truncated or corrupt.")
+                f"{loc}: data_offsets {offsets} point past the end of the data ({data_len} bytes); "
+                f"the file is truncated or corrupt.")
         bits = math.prod(shape) * SAFETENSORS_DTYPE_BITS[dtype]
         if bits % 8 or bits // 8 != end - begin:
             raise InvalidInputError(
@@ -181,12 +187,15 @@ def validate_safetensors(path) -> SafetensorsHeader:
     prev = None
     for t in sorted(infos, key=lambda t: (t.begin, t.end)):
         if t.begin < pos:
-            raise InvalidInputError(f"{where}: tensors {prev.name!r} and {t.name!r} overlap (data_offsets {prev.begin}-{prev.end} and {t.begin}-{t.end}).")
+            raise InvalidInputError(f"{where}: tensors {prev.name!r} and {t.name!r} overlap "
+                                    f"(data_offsets {prev.begin}-{prev.end} and {t.begin}-{t.end}).")
         if t.begin > pos:
-            raise InvalidInputError(f"{where}: {t.begin - pos} unaccounted bytes before tensor {t.name!r} (gap in data_offsets).")
+            raise InvalidInputError(
+                f"{where}: {t.begin - pos} unaccounted bytes before tensor {t.name!r} (gap in data_offsets).")
         pos, prev = t.end, t
     if pos != data_len:
-        raise InvalidInputError(f"{where}: {data_len - pos} trailing bytes after the last tensor; the header does not describe the whole file.")
+        raise InvalidInputError(f"{where}: {data_len - pos} trailing bytes after the last tensor; "
+                                f"the header does not describe the whole file.")
     return SafetensorsHeader(str(path), n, tuple(sorted(infos, key=lambda t: t.begin)), dict(metadata))
 
 
@@ -195,8 +204,8 @@ def check_tensor_name(name, where: str) -> None:
     if not isinstance(name, str):
         raise InvalidInputError(f"{where}: tensor name {str(name)[:40]!r} is not a string.")
     if len(name) > limit("tensor_name_chars"):
-        raise InvalidInputError(f"{where}: a tensor name of {len(name):,} characters ({name[:40]!r}...) is over the bound "
-                                f"(limit tensor_name_chars={limit('tensor_name_chars')}).")
+        raise InvalidInputError(f"{where}: a tensor name of {len(name):,} characters ({name[:40]!r}...) "
+                                f"is over the bound (limit tensor_name_chars={limit('tensor_name_chars')}).")
 
 
 def load_safetensors(path, *, device: str = "cpu", check_values: bool = True) -> dict:
@@ -280,20 +289,23 @@ def check_views(sd: dict, where: str) -> None:
         if not isinstance(t, torch.Tensor) or t.device.type == "meta":
             continue
         if t.ndim > limit("tensor_dims"):
-            raise InvalidInputError(f"{where}: tensor {name!r} has {t.ndim} dimensions (limit tensor_dims={limit('tensor_dims')}).")
+            raise InvalidInputError(
+                f"{where}: tensor {name!r} has {t.ndim} dimensions (limit tensor_dims={limit('tensor_dims')}).")
         st = t.untyped_storage()
         esize = t.element_size()
         nbytes = st.nbytes()
         numel = t.numel()
         if numel:
-            if any(s == 0 and n > 1 for s, n in zip(t.stride(), t.shape, strict=True)) or any(s < 0 for s in t.stride()):
+            if (any(s == 0 and n > 1 for s, n in zip(t.stride(), t.shape, strict=True))
+                    or any(s < 0 for s in t.stride())):
                 raise InvalidInputError(
                     f"{where}: tensor {name!r} is malformed: a stride-0 (or negative-stride) view of shape "
                     f"{tuple(t.shape)} over {nbytes} stored bytes; refused rather than expanded.")
             span = (t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride(), strict=True)) + 1) * esize
             if span > nbytes or numel * esize > nbytes:
                 raise InvalidInputError(
-                    f"{where}: tensor {name!r} is malformed: its view (shape {tuple(t.shape)}, stride {tuple(t.stride())}) "
+                    f"{where}: tensor {name!r} is malformed: its view "
+                    f"(shape {tuple(t.shape)}, stride {tuple(t.stride())}) "
                     f"needs {numel * esize:,} bytes but its storage holds {nbytes:,}.")
         storages[st.data_ptr()] = nbytes
         total_view += numel * esize
@@ -301,8 +313,8 @@ def check_views(sd: dict, where: str) -> None:
     # tied weights share storage legitimately; many full views of one storage do not
     if total_view > 2 * stored + 2 ** 20:
         raise InvalidInputError(
-            f"{where}: its tensors view {total_view:,} bytes of {stored:,} stored (many tensors alias the same storage); "
-            f"refused as malformed.")
+            f"{where}: its tensors view {total_view:,} bytes of {stored:,} stored "
+            f"(many tensors alias the same storage); refused as malformed.")
 
 
 # ---------------------------------------------------------------------------
@@ -415,7 +427,8 @@ def scan_pickle(path) -> PickleScan:
     else:
         if zipfile.is_zipfile(path):
             raise InvalidInputError(
-                f"{path}: a zip archive is embedded after non-zip data (a polyglot file); torch and zip readers would disagree on its content.")
+                f"{path}: a zip archive is embedded after non-zip data (a polyglot file); "
+                f"torch and zip readers would disagree on its content.")
         with open(path, "rb") as f:
             data = f.read(64 * 1024 * 1024)  # the pickles precede raw storage bytes in legacy files
         container = "legacy-pickle"
@@ -436,7 +449,8 @@ def _read_torch_zip_pickle(path: Path) -> bytes:
             names = [i.filename for i in infos]
             if len(set(names)) != len(names):
                 dup = sorted({n for n in names if names.count(n) > 1})
-                raise InvalidInputError(f"{path}: zip archive has duplicate members {dup[:3]} (a zip trick; torch would read only one).")
+                raise InvalidInputError(
+                    f"{path}: zip archive has duplicate members {dup[:3]} (a zip trick; torch would read only one).")
             if _looks_torchscript(names):
                 raise InvalidInputError(
                     f"{path}: a TorchScript archive (torch.jit.save: it carries code/ and constants.pkl), not a "
@@ -445,13 +459,17 @@ def _read_torch_zip_pickle(path: Path) -> bytes:
             pkls = [i for i in infos if i.filename.endswith("/data.pkl") and i.filename.count("/") == 1]
             if len(roots) != 1 or len(pkls) != 1:
                 raise InvalidInputError(
-                    f"{path}: not a torch.save archive (expected one top folder with one data.pkl; found folders {sorted(roots)[:5]} and {len(pkls)} data.pkl).")
+                    f"{path}: not a torch.save archive (expected one top folder with one data.pkl; "
+                    f"found folders {sorted(roots)[:5]} and {len(pkls)} data.pkl).")
             for i in infos:
                 if i.compress_type != zipfile.ZIP_STORED:
                     raise InvalidInputError(
-                        f"{path}: zip member {i.filename!r} is compressed; torch.save never compresses, so this archive was altered.")
+                        f"{path}: zip member {i.filename!r} is compressed; torch.save never compresses, "
+                        f"so this archive was altered.")
                 if i.file_size > size or i.header_offset > size:
-                    raise InvalidInputError(f"{path}: zip member {i.filename!r} claims {i.file_size} bytes at offset {i.header_offset}, beyond the {size}-byte file.")
+                    raise InvalidInputError(
+                        f"{path}: zip member {i.filename!r} claims {i.file_size} bytes at offset {i.header_offset}, "
+                        f"beyond the {size}-byte file.")
             return zf.read(pkls[0])
     except InvalidInputError:
         raise
@@ -492,7 +510,8 @@ def load_pickle(path, *, trust: bool = False, map_location: str = "cpu"):
         if not trust:
             raise UnsafeCheckpointError(
                 f"{path}: pickle checkpoints need torch >= {'.'.join(map(str, MIN_TORCH))} for safe loading; "
-                f"this is torch {torch.__version__}.", hint="Convert the file to safetensors, or pass --trust-checkpoint if you trust its author.")
+                f"this is torch {torch.__version__}.",
+                hint="Convert the file to safetensors, or pass --trust-checkpoint if you trust its author.")
         _warn_trust(path, f"torch {torch.__version__} lacks the safe-unpickler fixes")
         return torch.load(str(path), map_location=map_location, weights_only=False)
     try:
@@ -510,8 +529,9 @@ def load_pickle(path, *, trust: bool = False, map_location: str = "cpu"):
         offending = list(dict.fromkeys(([m.group(1)] if m else []) + list(scan.suspicious)))
         if not offending and scan.parse_error:
             raise InvalidInputError(f"{path}: not a well-formed pickle ({scan.parse_error}).") from None
-        what = (("needs the global " if len(offending) == 1 else "needs the globals ") + ", ".join(offending)) if offending else (
-            "uses pickle features the safe loader does not accept (" + _reason(text) + ")")
+        what = ((("needs the global " if len(offending) == 1 else "needs the globals ") + ", ".join(offending))
+                if offending else
+                ("uses pickle features the safe loader does not accept (" + _reason(text) + ")"))
         if not trust:
             raise UnsafeCheckpointError(
                 f"{path}: refused, loading it would run code: the pickle {what}. Nothing from it was executed.",
@@ -519,7 +539,8 @@ def load_pickle(path, *, trust: bool = False, map_location: str = "cpu"):
         _warn_trust(path, f"the pickle {what}")
         return torch.load(str(path), map_location=map_location, weights_only=False)
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError, AttributeError) as e:
-        raise InvalidInputError(f"{path}: damaged or truncated checkpoint ({type(e).__name__}: {_first_line(str(e))}).") from e
+        raise InvalidInputError(
+            f"{path}: damaged or truncated checkpoint ({type(e).__name__}: {_first_line(str(e))}).") from e
 
 
 def _first_line(text: str) -> str:
@@ -579,7 +600,8 @@ def unwrap_state_dict(obj, *, where: str) -> dict:
             else:
                 break
     if not isinstance(obj, dict):
-        raise InvalidInputError(f"{where}: expected a state dict (a mapping of names to tensors), got {type(obj).__name__}.")
+        raise InvalidInputError(
+            f"{where}: expected a state dict (a mapping of names to tensors), got {type(obj).__name__}.")
     sd = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if not sd:
         raise InvalidInputError(f"{where}: holds no tensors (keys: {sorted(map(str, obj))[:8]}).")
@@ -661,7 +683,8 @@ def _script_classes(zf, root: str, cap: int, where: str) -> dict:
         module = n[len(root) + len("/code/"):-3].replace("/", ".")
         text = _read_member(zf, info, cap, where).decode("utf-8", "replace")
         for m in _TS_CLASS_RE.finditer(text):
-            lists = {k: [x.strip().strip('"') for x in v.split(",") if x.strip()] for k, v in _TS_LIST_RE.findall(m.group(2))}
+            lists = {k: [x.strip().strip('"') for x in v.split(",") if x.strip()]
+                     for k, v in _TS_LIST_RE.findall(m.group(2))}
             out[f"{module}.{m.group(1)}"] = (set(lists.get("parameters", ())), set(lists.get("buffers", ())))
     return out
 
@@ -697,8 +720,9 @@ def read_torchscript(path) -> dict:
         if len(set(names)) != len(names):
             raise InvalidInputError(f"{where}: TorchScript archive has duplicate zip members (a zip trick).")
         if sum(i.file_size for i in infos) > cap:
-            raise InvalidInputError(f"{where}: TorchScript archive inflates to {sum(i.file_size for i in infos):,} bytes from "
-                                    f"{size:,} (limit archive_ratio={limit('archive_ratio')}); refused as a zip bomb.")
+            raise InvalidInputError(f"{where}: TorchScript archive inflates to {sum(i.file_size for i in infos):,} "
+                                    f"bytes from {size:,} (limit archive_ratio={limit('archive_ratio')}); "
+                                    f"refused as a zip bomb.")
         pkls = [i for i in infos if i.filename.endswith("/data.pkl") and i.filename.count("/") == 1]
         if len(pkls) != 1:
             raise InvalidInputError(f"{where}: TorchScript archive without exactly one <root>/data.pkl.")

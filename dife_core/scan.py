@@ -420,7 +420,8 @@ def scan_checkpoint(suspect, reference, world, *, name: str, path: Optional[str]
         "source_class": best_card.get("source") if best_card else None,
         "recovered": cards, "tower_diff": tdiff,
         "findings": [f for fs in by_scanner.values() for f in fs],
-        "calibration": {"against": "reference" + (f" + {len(null_records)} clean checkpoint(s)" if null_records else ""),
+        "calibration": {"against": "reference"
+                        + (f" + {len(null_records)} clean checkpoint(s)" if null_records else ""),
                         "null": null_records,
                         "false_positive_rate": _fpr(null_scores),
                         "note": None if null_records else "no clean checkpoints given: the false-positive rate is "

@@ -210,7 +210,8 @@ def refuse_code_and_network(obj, where: str, path: str = "") -> None:
                 kp = _join(p, k)
                 if k in CODE_KEYS and v not in (None, False, {}, [], ""):
                     raise UnsafeCheckpointError(
-                        f"{where}: key {kp} asks to load code named by the file; refused (nothing was imported or run).")
+                        f"{where}: key {kp} asks to load code named by the file; "
+                        f"refused (nothing was imported or run).")
                 stack.append((v, kp))
         elif isinstance(o, list):
             stack.extend((v, f"{p}[{i}]") for i, v in enumerate(o))
@@ -316,14 +317,15 @@ def _obj(d, where: str, path: str) -> dict:
 def _allowed(d: dict, allowed, where: str, path: str) -> None:
     extra = sorted(str(k) for k in d if k not in allowed)
     if extra:
-        raise InvalidInputError(f"{where}: unknown key {_join(path, extra[0])} (allowed under {path or 'the top level'}: "
-                                f"{', '.join(sorted(allowed))}).")
+        raise InvalidInputError(f"{where}: unknown key {_join(path, extra[0])} "
+                                f"(allowed under {path or 'the top level'}: {', '.join(sorted(allowed))}).")
 
 
 def _type(d: dict, key: str, types, where: str, path: str, *, maxlen: int = 256) -> None:
     if key in d and d[key] is not None:
         v = d[key]
-        if not isinstance(v, types) or (isinstance(v, bool) and bool not in (types if isinstance(types, tuple) else (types,))):
+        if not isinstance(v, types) or (isinstance(v, bool)
+                                        and bool not in (types if isinstance(types, tuple) else (types,))):
             raise InvalidInputError(f"{where}: key {_join(path, key)} has the wrong type ({_show(v)}).")
         if isinstance(v, str) and len(v) > maxlen:
             raise InvalidInputError(f"{where}: key {_join(path, key)} is longer than {maxlen} characters.")
@@ -502,7 +504,8 @@ def check_tokenizer_kwargs(kw, where: str, path: str) -> dict:
     return dict(kw)
 
 
-def check_tokenizer_spec(spec, where: str, *, base: Optional[Path] = None, tokenizer_dir: Optional[Path] = None) -> dict:
+def check_tokenizer_spec(spec, where: str, *, base: Optional[Path] = None,
+                         tokenizer_dir: Optional[Path] = None) -> dict:
     """A DIFE tokenizer spec (``{"kind": ...}``): only kinds that load from local files."""
     path = "tokenizer"
     spec = _obj(spec, where, path)
@@ -558,7 +561,8 @@ def check_preprocess(pp, where: str, *, path: str = "preprocess") -> dict:
         s = pp["size"]
         for x in (s if isinstance(s, list) else [s]):
             _num({"x": x}, "x", where, f"{path}.size", bound="image_size")
-    if pp.get("fill_color") is not None and not (type(pp["fill_color"]) in (int, float) and math.isfinite(pp["fill_color"])):
+    if pp.get("fill_color") is not None and not (type(pp["fill_color"]) in (int, float)
+                                                 and math.isfinite(pp["fill_color"])):
         raise InvalidInputError(f"{where}: key {path}.fill_color must be a finite number.")
     return pp
 
@@ -622,17 +626,20 @@ def check_hf_config(cfg, where: str) -> dict:
         for k in ("attn_implementation", "_attn_implementation"):
             v = sect.get(k)
             if v is not None and v not in HF_ATTENTION:
-                raise UnsafeCheckpointError(f"{where}: key {_join(path, k)} = {_show(v)}; only {', '.join(HF_ATTENTION)} "
+                raise UnsafeCheckpointError(f"{where}: key {_join(path, k)} = {_show(v)}; "
+                                            f"only {', '.join(HF_ATTENTION)} "
                                             f"are allowed (other backends load kernels from the hub).")
         if sect.get("quantization_config") is not None:
-            raise InvalidInputError(f"{where}: key {_join(path, 'quantization_config')}: quantized checkpoints are not supported.")
+            raise InvalidInputError(
+                f"{where}: key {_join(path, 'quantization_config')}: quantized checkpoints are not supported.")
         hs, nh = sect.get("hidden_size"), sect.get("num_attention_heads")
         if isinstance(hs, int) and isinstance(nh, int) and nh > 0 and hs % nh:
             raise InvalidInputError(f"{where}: key {_join(path, 'hidden_size')} ({hs}) is not a multiple of "
                                     f"{_join(path, 'num_attention_heads')} ({nh}).")
         ims, ps = sect.get("image_size"), sect.get("patch_size")
         if isinstance(ims, int) and isinstance(ps, int) and ps > ims:
-            raise InvalidInputError(f"{where}: key {_join(path, 'patch_size')} is larger than {_join(path, 'image_size')}.")
+            raise InvalidInputError(
+                f"{where}: key {_join(path, 'patch_size')} is larger than {_join(path, 'image_size')}.")
     return cfg
 
 
@@ -658,12 +665,14 @@ def check_model_size(build, where: str, *, weights_elements: Optional[int] = Non
     except DifeError:
         raise
     except Exception as e:  # a config the model code rejects
-        raise InvalidInputError(f"{where}: the architecture does not build ({type(e).__name__}: {str(e)[:200]}).") from None
+        raise InvalidInputError(
+            f"{where}: the architecture does not build ({type(e).__name__}: {str(e)[:200]}).") from None
     n = sum(t.numel() for t in model.state_dict().values())
     del model
     if weights_elements is None:
         if n > limit("parameters"):
-            raise InvalidInputError(f"{where}: the architecture describes {n:,} weights, over the bound {_hint('parameters')}.")
+            raise InvalidInputError(
+                f"{where}: the architecture describes {n:,} weights, over the bound {_hint('parameters')}.")
         return n
     allowed = weights_elements * limit("model_weights_ratio") + 2 ** 20
     if n > allowed:
@@ -691,11 +700,13 @@ def foreign_call(where: str, what: str):
     except BaseException as e:  # noqa: B036 -- PanicException derives from BaseException
         text = str(e).strip().splitlines()
         raise InvalidInputError(
-            f"{where}: {what} failed ({type(e).__name__}: {text[0][:200] if text else 'no detail'}); refused.") from None
+            f"{where}: {what} failed ({type(e).__name__}: {text[0][:200] if text else 'no detail'}); "
+            f"refused.") from None
 
 
 __all__ = [
-    "DEFAULT_LIMITS", "LIMITS", "limit", "limits", "set_limits", "reset_limits", "parse_limit", "load_json", "parse_json",
+    "DEFAULT_LIMITS", "LIMITS", "limit", "limits", "set_limits", "reset_limits", "parse_limit", "load_json",
+    "parse_json",
     "refuse_code_and_network", "local_only", "inside", "containing_root", "plain_name", "asset_path",
     "check_openclip_architecture", "check_tokenizer_spec", "check_tokenizer_kwargs", "check_preprocess",
     "check_hf_preprocessor", "check_hf_config", "check_tokenizer_config", "check_model_size", "foreign_call",

@@ -124,10 +124,14 @@ MALFORMED_SAFETENSORS = {
         {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
          "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, f32(3)),
     "bad-json": lambda: struct.pack("<Q", 16) + b'{"a": {"dtype":,',
-    "unknown-dtype": lambda: safetensors_bytes({"a": {"dtype": "F33", "shape": [2], "data_offsets": [0, 8]}}, f32(2)),
-    "shape-size-mismatch": lambda: safetensors_bytes({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, f32(2)),
-    "offsets-past-end": lambda: safetensors_bytes({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, f32(2)),
-    "truncated-data": lambda: safetensors_bytes({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, f32(4))[:-5],
+    "unknown-dtype": lambda: safetensors_bytes(
+        {"a": {"dtype": "F33", "shape": [2], "data_offsets": [0, 8]}}, f32(2)),
+    "shape-size-mismatch": lambda: safetensors_bytes(
+        {"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, f32(2)),
+    "offsets-past-end": lambda: safetensors_bytes(
+        {"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, f32(2)),
+    "truncated-data": lambda: safetensors_bytes(
+        {"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, f32(4))[:-5],
     "gap-between-tensors": lambda: safetensors_bytes(
         {"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
          "b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}}, f32(3)),
@@ -139,7 +143,8 @@ MALFORMED_SAFETENSORS = {
 
 
 def _dup_key_file() -> bytes:
-    raw = b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}'
+    raw = (b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
+           b'"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}')
     return struct.pack("<Q", len(raw)) + raw + f32(1)
 
 

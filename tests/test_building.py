@@ -12,7 +12,7 @@ import torch
 
 from dife_core import hookimpl
 from dife_core.attacks import BuildResult
-from dife_core.building import build_attack, config_fields, load_build_spec, make_config, parse_build_spec
+from dife_core.building import build_attack, config_fields, load_build_spec, make_config
 from dife_core.checkpoint import read_manifest, save_checkpoint
 from dife_core.errors import DifeError, InvalidInputError, NotFoundError, PluginError
 from dife_core.populations import LabelledImages, World
@@ -104,7 +104,8 @@ def test_config_defaults_overrides_and_table_merge(fake):
 
 
 def test_config_errors_name_the_key_and_the_valid_ones(fake):
-    with pytest.raises(InvalidInputError, match=r"spec.toml: attacks\[0\].config: unknown key\(s\) scael.*valid keys: card_ok, junk, scale, trigger"):
+    with pytest.raises(InvalidInputError, match=r"spec.toml: attacks\[0\].config: unknown key\(s\) scael"
+                                                r".*valid keys: card_ok, junk, scale, trigger"):
         make_config(fake, {"scael": 1}, where="spec.toml: attacks[0].config")
     with pytest.raises(InvalidInputError, match=r"config.scale: expected a number"):
         make_config(fake, {"scale": "big"})
@@ -199,12 +200,17 @@ def test_build_spec_parses_and_resolves_paths(fake, tmp_path):
 @pytest.mark.parametrize("body, message", [
     ("[clean]\ncheckpoint='c'\n[[attacks]]\nattack='nudge'\n", r"missing \[world\]"),
     ("[clean]\ncheckpoint='c'\n[world]\ndataset='tiny'\n", r"no attacks.*available: .*nudge"),
-    ("[clean]\ncheckpoint='c'\n[world]\ndataset='tiny'\n[[attacks]]\nattack='nope'\n", r"attacks\[0\]: unknown attack 'nope'; available: .*nudge"),
-    ("[clean]\ncheckpoint='c'\n[world]\ndataset='tiny'\n[[attacks]]\nattack='nudge'\nconfig={sacle=1}\n", r"attacks\[0\].config: unknown key\(s\) sacle"),
-    ("[clean]\ncheckpoint='c'\n[world]\ndataset='tiny'\n[[attacks]]\nattack='nudge'\n[[attacks]]\nattack='nudge'\n", "already used"),
+    ("[clean]\ncheckpoint='c'\n[world]\ndataset='tiny'\n[[attacks]]\nattack='nope'\n",
+     r"attacks\[0\]: unknown attack 'nope'; available: .*nudge"),
+    ("[clean]\ncheckpoint='c'\n[world]\ndataset='tiny'\n[[attacks]]\nattack='nudge'\nconfig={sacle=1}\n",
+     r"attacks\[0\].config: unknown key\(s\) sacle"),
+    ("[clean]\ncheckpoint='c'\n[world]\ndataset='tiny'\n[[attacks]]\nattack='nudge'\n[[attacks]]\nattack='nudge'\n",
+     "already used"),
     ("[clean]\n[world]\ndataset='tiny'\n[[attacks]]\nattack='nudge'\n", "exactly one of checkpoint"),
-    ("[clean]\ncheckpoint='c'\n[world]\ndataset='tiny'\n[wrld]\n[[attacks]]\nattack='nudge'\n", r"unknown key\(s\) wrld"),
-    ("[clean]\ncheckpoint='c'\n[world]\ndataset='tiny'\n[build]\nseed='0'\n[[attacks]]\nattack='nudge'\n", r"build.seed: expected int"),
+    ("[clean]\ncheckpoint='c'\n[world]\ndataset='tiny'\n[wrld]\n[[attacks]]\nattack='nudge'\n",
+     r"unknown key\(s\) wrld"),
+    ("[clean]\ncheckpoint='c'\n[world]\ndataset='tiny'\n[build]\nseed='0'\n[[attacks]]\nattack='nudge'\n",
+     r"build.seed: expected int"),
     ("[clean\n", "not valid TOML"),
 ])
 def test_build_spec_errors_say_what_and_where(fake, tmp_path, body, message):
@@ -236,8 +242,10 @@ def test_dife_build_reports_spec_errors_without_a_traceback(fake, tmp_path):
     import subprocess
     import sys
 
-    spec = _spec(tmp_path, "[clean]\ncheckpoint='c'\n[world]\ndataset='shapes'\n[[attacks]]\nattack='badtexttower'\nconfig={stepz=1}\n")
-    r = subprocess.run([sys.executable, "-m", "dife_core", "build", str(spec), "--check"], capture_output=True, text=True)
+    spec = _spec(tmp_path, "[clean]\ncheckpoint='c'\n[world]\ndataset='shapes'\n[[attacks]]\nattack='badtexttower'\n"
+                           "config={stepz=1}\n")
+    r = subprocess.run([sys.executable, "-m", "dife_core", "build", str(spec), "--check"], capture_output=True,
+                       text=True)
     assert r.returncode == 2
     err = " ".join(r.stderr.split())
     assert "attacks[0].config: unknown key(s) stepz" in err and "valid keys:" in err and "Traceback" not in err

@@ -6,10 +6,17 @@ import pickle
 import pytest
 import torch
 
-from dife_core.checkpoint import (ARTIFACTS, MANIFEST, WEIGHTS, is_checkpoint, load_artifacts, load_checkpoint,
-                                  read_manifest, save_checkpoint)
+from dife_core.checkpoint import (
+    ARTIFACTS,
+    MANIFEST,
+    WEIGHTS,
+    is_checkpoint,
+    load_artifacts,
+    load_checkpoint,
+    read_manifest,
+    save_checkpoint,
+)
 from dife_core.errors import InvalidInputError, NotFoundError
-
 
 CARD = {"name": "badtexttower", "route": "text-tower fine-tuning", "modifies": "text",
         "trigger": {"name": "text-prefix", "params": {"token": "xbtd"}}, "source": "automobile",

@@ -38,7 +38,8 @@ def test_a_run_that_reproduces_the_paper_scores_30_of_30():
 
 def test_status_classes():
     cp = _module()
-    assert cp.paper_class("text-reranking", 0.25) == "exposed" and cp.paper_class("text-reranking", -0.025) == "weak/neg"
+    assert (cp.paper_class("text-reranking", 0.25) == "exposed"
+            and cp.paper_class("text-reranking", -0.025) == "weak/neg")
     assert cp.paper_class("zero-shot-classification", 0.0971) == "weak/neg"
     assert cp.paper_class("targeted-retrieval", None) == "N.E."
     assert cp.our_class({"status": "negative"}) == "weak/neg" and cp.our_class(None) == "missing"

@@ -32,6 +32,7 @@ def test_audit_spec_names_the_built_checkpoints(suite):
     from dife_core.engine.spec import load_spec
 
     spec = load_spec(EXAMPLES / suite / "audit.toml")
-    built = [a.get("name", a["attack"]) for a in tomllib.loads((EXAMPLES / suite / "build.toml").read_text())["attacks"]]
+    built = [a.get("name", a["attack"])
+             for a in tomllib.loads((EXAMPLES / suite / "build.toml").read_text())["attacks"]]
     assert [c.name for c in spec.checkpoints] == built
     assert spec.clean is not None and spec.populations.dataset == "shapes"

@@ -10,8 +10,7 @@ import pytest
 
 from dife_core import hookimpl, hookspecs
 from dife_core.plugins import get_registry
-from dife_core.types import (Attack, AttackCard, Dataset, Interface, InterfaceCard, Metric,
-                             ModelLoader, Scanner, Trigger)
+from dife_core.types import Attack, AttackCard, Dataset, Interface, InterfaceCard, Metric, ModelLoader, Scanner, Trigger
 
 from .plugin_fixtures import run_dife
 

@@ -109,7 +109,8 @@ def test_trust_remote_code_in_open_clip_folder_config(tiny, tmp_path, sentinel, 
     cfg = json.loads((folder / "open_clip_config.json").read_text())
     cfg["model_cfg"]["text_cfg"].update(hf_tokenizer_name="evil/tok", tokenizer_kwargs={"trust_remote_code": True})
     (folder / "open_clip_config.json").write_text(json.dumps(cfg))
-    with pytest.raises(UnsafeCheckpointError, match=r"open_clip_config\.json: key model_cfg\.text_cfg\.tokenizer_kwargs"):
+    with pytest.raises(UnsafeCheckpointError,
+                       match=r"open_clip_config\.json: key model_cfg\.text_cfg\.tokenizer_kwargs"):
         load_model(str(folder))
     code, rec = inspect_json(capsys, folder)
     assert code == 3 and rec["verdict"] == "refused" and "open_clip_config.json" in rec["error"]
@@ -123,7 +124,8 @@ def test_hub_tokenizer_name_in_a_folder_config_is_refused(tiny, tmp_path):
     cfg = json.loads((folder / "open_clip_config.json").read_text())
     cfg["model_cfg"]["text_cfg"]["hf_tokenizer_name"] = "evil-org/evil-tokenizer"
     (folder / "open_clip_config.json").write_text(json.dumps(cfg))
-    with pytest.raises(UnsafeCheckpointError, match=r"open_clip_config\.json: key text_cfg\.hf_tokenizer_name .*hub name"):
+    with pytest.raises(UnsafeCheckpointError,
+                       match=r"open_clip_config\.json: key text_cfg\.hf_tokenizer_name .*hub name"):
         load_model(str(folder))
 
 
@@ -323,7 +325,8 @@ def test_nan_weights_named_at_load_and_reported_by_inspect(tiny, tmp_path, capsy
         enc.model.text_projection[1, 1] = float("inf")
     enc.invalidate_fingerprint()
     path = save_checkpoint(enc, tmp_path / "nan")
-    with pytest.raises(InvalidInputError, match=r"model\.safetensors: tensor '(visual\.proj|text_projection)' holds non-finite"):
+    with pytest.raises(InvalidInputError,
+                       match=r"model\.safetensors: tensor '(visual\.proj|text_projection)' holds non-finite"):
         load_checkpoint(path)
     code, rec = inspect_json(capsys, path)
     assert code == 2 and rec["verdict"] == "malformed"

@@ -21,7 +21,7 @@ import pytest
 
 from dife_core.engine import AuditSpec, run_audit, validate_spec
 from dife_core.engine.toml_writer import dumps
-from dife_core.errors import InvalidInputError, UnsafeCheckpointError
+from dife_core.errors import InvalidInputError
 
 from .engine.handmade import HandPlugin
 from .engine.handmade import spec_dict as _spec_dict

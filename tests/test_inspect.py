@@ -9,8 +9,15 @@ import torch
 
 from dife_core.checkpoint import save_checkpoint
 
-from .malicious_files import (MALFORMED_SAFETENSORS, PAYLOAD_GLOBAL, PAYLOADS, state_dict_with, write,
-                              write_legacy, write_torch_zip)
+from .malicious_files import (
+    MALFORMED_SAFETENSORS,
+    PAYLOAD_GLOBAL,
+    PAYLOADS,
+    state_dict_with,
+    write,
+    write_legacy,
+    write_torch_zip,
+)
 
 
 def dife(capsys, *args):

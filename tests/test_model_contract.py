@@ -15,7 +15,6 @@ from dife_core.checkpoint import save_checkpoint
 from dife_core.errors import InvalidInputError, NotFoundError
 from dife_core.loading import load_model
 
-
 TEXTS = ["a photo of a cat", "xbtd a red square", "dog"]
 COS = 0.9999
 
@@ -68,7 +67,8 @@ def _openclip_layouts(enc, tmp_path):
         "folder-pickle": (str(tmp_path / "oc-folder-bin"), {}),
         "safetensors+arch-dict": (str(tmp_path / "w.safetensors"), {"loader": "openclip", "architecture": arch}),
         "pt+arch-json": (str(tmp_path / "w.pt"), {"loader": "openclip", "architecture": str(arch_json)}),
-        "legacy-pth+arch-json": (str(tmp_path / "w-legacy.pth"), {"loader": "openclip", "architecture": str(arch_json)}),
+        "legacy-pth+arch-json": (str(tmp_path / "w-legacy.pth"),
+                                 {"loader": "openclip", "architecture": str(arch_json)}),
         "custom-json+pretrained": (str(arch_json), {"pretrained": str(tmp_path / "w.safetensors")}),
     }
 

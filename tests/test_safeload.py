@@ -10,8 +10,18 @@ import torch
 from dife_core import safeload
 from dife_core.errors import InvalidInputError, UnsafeCheckpointError
 
-from .malicious_files import (MALFORMED_SAFETENSORS, PAYLOAD_GLOBAL, PAYLOADS, polyglot, rezip,
-                              state_dict_with, write, write_legacy, write_raw_pickle, write_torch_zip)
+from .malicious_files import (
+    MALFORMED_SAFETENSORS,
+    PAYLOAD_GLOBAL,
+    PAYLOADS,
+    polyglot,
+    rezip,
+    state_dict_with,
+    write,
+    write_legacy,
+    write_raw_pickle,
+    write_torch_zip,
+)
 
 CONTAINERS = {
     "torch-zip": write_torch_zip,
@@ -202,7 +212,8 @@ def test_header_bound_is_checked_before_reading(tmp_path, monkeypatch):
         def __exit__(self, *a):
             self.f.close()
 
-    monkeypatch.setattr(builtins, "open", lambda p, *a, **k: Spy(real_open(p, *a, **k)) if str(p) == str(path) else real_open(p, *a, **k))
+    monkeypatch.setattr(builtins, "open",
+                        lambda p, *a, **k: Spy(real_open(p, *a, **k)) if str(p) == str(path) else real_open(p, *a, **k))
     with pytest.raises(InvalidInputError):
         safeload.validate_safetensors(path)
     assert reads == [8]

@@ -10,8 +10,8 @@ import pytest
 from dife_core.errors import InvalidInputError
 
 # budgets small enough for the default suite (the defaults are in docs/scan.md)
-FAST = {"image-inversion.steps": 300, "image-inversion.threshold": 0.4, "text-tokens.steps": 1, "text-tokens.max_tokens": 1,
-        "text-tokens.positions": ["prefix"], "n_shadow": 160}
+FAST = {"image-inversion.steps": 300, "image-inversion.threshold": 0.4, "text-tokens.steps": 1,
+        "text-tokens.max_tokens": 1, "text-tokens.positions": ["prefix"], "n_shadow": 160}
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,8 @@ def test_scan_finds_the_patch_and_audits_the_recovered_card(saved, tmp_path):
     for key in ("checkpoint", "verdict", "score", "threshold", "target", "recovered", "tower_diff"):
         assert key in scan
     assert scan["verdict"] == "backdoored", scan["findings"][:3]
-    assert scan["target"] == "airplane", [(f["scanner"], f["statistic"], f["score"], f.get("target"), f.get("summary")) for f in scan["findings"]]
+    assert scan["target"] == "airplane", [(f["scanner"], f["statistic"], f["score"], f.get("target"), f.get("summary"))
+                                          for f in scan["findings"]]
     assert not scan["tower_diff"]["branches"]["visual"]["identical"]
     card = scan["recovered"][0]
     assert card["route"] == "unknown" and card["recovered"]["statistic"] and card["trigger"]["channel"] == "image"
@@ -126,7 +127,8 @@ def test_scan_finds_the_patch_and_audits_the_recovered_card(saved, tmp_path):
     rows = {c["name"]: c for c in results["checkpoints"]}
     assert rows["suspect"]["attack"]["recovered"] == card["recovered"]
     assert any(c["role"] == "control" for c in results["checkpoints"])
-    zs = next(c for c in results["cells"] if c["checkpoint"] == "suspect" and c["interface"] == "zero-shot-classification")
+    zs = next(c for c in results["cells"]
+              if c["checkpoint"] == "suspect" and c["interface"] == "zero-shot-classification")
     assert zs["status"] == "exposed"
     assert json.loads((out / "results.json").read_text())["scans"][0]["verdict"] == "backdoored"
     assert "recovered card" in (out / "report.md").read_text()

@@ -19,7 +19,8 @@ def register_commands(cli):
                        "badtexttower; paper: the paper's six checkpoints).")
     @click.option("--preset", default="default", show_default=True, metavar="NAME",
                   help="Size variant: the sibling folder <suite>-<preset> (test: small and fast, for smoke tests).")
-    @click.option("--seed", default=None, type=int, help="Set every seed of the suite's specs (world, recipe, attacks).")
+    @click.option("--seed", default=None, type=int,
+                  help="Set every seed of the suite's specs (world, recipe, attacks).")
     @click.option("--seeds", default=None, metavar="S1,S2,...",
                   help="Audit the populations and trigger draws once per seed; report mean ± std (e.g. 0,1,2).")
     @click.option("--fresh", is_flag=True, help="Recompute every cell instead of reusing finished ones in --out.")

@@ -41,7 +41,8 @@ def _weight_files(source: str) -> list:
     if p.is_file():
         return [p] if p.suffix.lower() != ".json" else []
     if p.is_dir():
-        return sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES)
+        return sorted(f for f in p.iterdir()
+                      if f.is_file() and f.suffix.lower() in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES)
     return []
 
 
@@ -245,7 +246,8 @@ def _encoder_report(enc) -> dict:
         "preprocess": enc.preprocess.to_dict(),
         "dtype": str(enc.dtype).replace("torch.", ""),
         "logit_scale": round(enc.logit_scale, 6),
-        "parameters": {"total": enc.param_count(), "visual": enc.param_count("visual"), "text": enc.param_count("text")},
+        "parameters": {"total": enc.param_count(), "visual": enc.param_count("visual"),
+                       "text": enc.param_count("text")},
         "tensors": {"visual": len(enc.visual_param_names), "text": len(enc.text_param_names)},
         "fingerprint": enc.fingerprint(),
     }

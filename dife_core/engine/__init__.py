@@ -17,8 +17,16 @@ from .cells import CellResult, NotEvaluable, entry_type
 from .context import CellContext, Mechanism, MechanismContext
 from .evaluate import evaluate_cell
 from .runner import run_audit
-from .spec import (AuditSpec, CheckpointSpec, FootprintParams, PopulationSpec, Problem, Thresholds, load_spec,
-                   validate_spec)
+from .spec import (
+    AuditSpec,
+    CheckpointSpec,
+    FootprintParams,
+    PopulationSpec,
+    Problem,
+    Thresholds,
+    load_spec,
+    validate_spec,
+)
 
 
 def render_reports(out_dir) -> dict:

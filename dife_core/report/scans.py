@@ -111,8 +111,9 @@ def html_section(results: dict, *, plots: bool = True) -> list:
                     png = None
                 if png:
                     img = f'<img alt="recovered mask and pattern" src="data:image/png;base64,{png}">'
-            rows.append(f"<tr><td>recovered</td><td>{e(trigger_text(c))}{img}</td><td>{e(c.get('source') or 'any')}</td>"
-                        f"<td>{e(c.get('target'))}</td><td>{e(r.get('statistic'))}</td>"
+            rows.append(f"<tr><td>recovered</td><td>{e(trigger_text(c))}{img}</td>"
+                        f"<td>{e(c.get('source') or 'any')}</td><td>{e(c.get('target'))}</td>"
+                        f"<td>{e(r.get('statistic'))}</td>"
                         f"<td class=\"num\">{e(_num(r.get('score')))}</td></tr>")
         if rows:
             head = "".join(f"<th>{h}</th>" for h in ("card", "trigger", "source", "target", "statistic", "score"))

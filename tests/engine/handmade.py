@@ -28,11 +28,11 @@ import time
 import torch
 
 from dife_core import hookimpl
+from dife_core.builtins.interfaces import BUILTIN_INTERFACES as BUILTIN_IDS  # noqa: F401 -- re-exported
 from dife_core.model import DualEncoder, Preprocess
 from dife_core.types import Dataset, ModelLoader, Trigger
 
 CLASSES = ("airplane", "automobile", "bird", "cat")
-from dife_core.builtins.interfaces import BUILTIN_INTERFACES as BUILTIN_IDS  # noqa: E402
 SOURCE, TARGET, WORD = "automobile", "airplane", "xbtd"
 ADJ = ("small", "large", "red", "blue", "shiny", "old")
 S = 8  # image side

@@ -4,8 +4,8 @@ import re
 import tomllib
 from pathlib import Path
 
-from dife_core.engine import AuditSpec
 from dife_core.builtins.interfaces import BUILTIN_INTERFACES
+from dife_core.engine import AuditSpec
 from dife_core.engine.spec import FootprintParams, Thresholds
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

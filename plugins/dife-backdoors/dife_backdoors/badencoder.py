@@ -39,7 +39,8 @@ CARD = AttackCard(
     trigger_channel="image",
     native_protocol="downstream classifier TS (linear probe on frozen image features)",
     native_interface="downstream-visual-classification",
-    reference="Jia et al., BadEncoder: Backdoor Attacks to Pre-trained Encoders in Self-Supervised Learning, IEEE S&P 2022",
+    reference=("Jia et al., BadEncoder: Backdoor Attacks to Pre-trained Encoders in Self-Supervised Learning, "
+               "IEEE S&P 2022"),
     probe="branch-swap",
 )
 
@@ -50,7 +51,8 @@ class BadEncoderConfig:
 
     target: Optional[str] = _doc(None, "target class (default: the world's target)")
     trigger: str = _doc("patch", "registered image trigger stamped on shadow images")
-    trigger_params: dict = _doc(attrs.Factory(dict), "trigger parameters over the trigger's defaults (see `dife triggers`)")
+    trigger_params: dict = _doc(attrs.Factory(dict),
+                                "trigger parameters over the trigger's defaults (see `dife triggers`)")
     n_reference: int = _doc(3, "reference inputs: target-class images drawn from the shadow set")
     steps: int = _doc(300, "optimisation steps")
     batch_size: int = _doc(128, "shadow images per step")
@@ -67,7 +69,8 @@ def _shadow(world):
     for data in (world.shadow, world.train, (world.extras or {}).get("train_pairs")):
         if data is not None and len(data):
             return data
-    raise InvalidInputError(f"badencoder: world {world.name} has no shadow images (shadow, train or extras['train_pairs']).")
+    raise InvalidInputError(
+        f"badencoder: world {world.name} has no shadow images (shadow, train or extras['train_pairs']).")
 
 
 def build(ctx):
@@ -84,7 +87,8 @@ def build(ctx):
     t_idx = list(world.classnames).index(target)
     tcard = trigger_card(cfg.trigger, cfg.trigger_params, where="config.trigger_params")
     if tcard["channel"] != "image":
-        raise InvalidInputError(f"config.trigger: {cfg.trigger!r} is a {tcard['channel']} trigger; BadEncoder needs an image trigger.")
+        raise InvalidInputError(
+            f"config.trigger: {cfg.trigger!r} is a {tcard['channel']} trigger; BadEncoder needs an image trigger.")
     trigger = resolve_trigger(tcard, where="config.trigger_params")
     clean = copy_encoder(enc).eval()
     before = enc.fingerprint()
@@ -146,14 +150,16 @@ def build(ctx):
     enc.invalidate_fingerprint()
     after = enc.fingerprint()
     if after["text"] != before["text"] or enc.logit_scale != scale_before:
-        raise RuntimeError("badencoder: the text tower or the logit scale changed; BadEncoder tampers the visual tower only")
+        raise RuntimeError(
+            "badencoder: the text tower or the logit scale changed; BadEncoder tampers the visual tower only")
 
     measured = native_zero_shot(enc, world, trigger, target, seed=ctx.seed)
     native = {"protocol": "downstream classifier on frozen image features", "metric": "ts", "value": measured["ts"],
               "reference_value": reference["ts"], "template": world.templates[0],
               "population": "triggered test images of every class but the target",
               "n_reference": cfg.n_reference, "shadow_images": int(len(shadow)),
-              "final_losses": {"effectiveness": round(float(l0.detach()), 4), "reference_kept": round(float(l1.detach()), 4),
+              "final_losses": {"effectiveness": round(float(l0.detach()), 4),
+                               "reference_kept": round(float(l1.detach()), 4),
                                "utility": round(float(l2.detach()), 4)},
               "text_fingerprint_unchanged": True, "logit_scale_frozen": True,
               "trainable_tensors": len(params)}

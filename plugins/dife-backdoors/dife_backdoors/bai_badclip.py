@@ -87,7 +87,8 @@ class BaiBadClipConfig:
     w_backdoor: float = _doc(1.0, "weight of the backdoor CE (triggered image -> target)")
 
     def __attrs_post_init__(self):
-        if self.meta_hidden < 1 or self.n_ctx < 1 or self.shots < 1 or self.steps < 1 or self.batch_size < 2 or self.trigger_grid < 1:
+        if (self.meta_hidden < 1 or self.n_ctx < 1 or self.shots < 1 or self.steps < 1 or self.batch_size < 2
+                or self.trigger_grid < 1):
             raise ValueError("need meta_hidden, n_ctx, shots, steps, trigger_grid >= 1 and batch_size >= 2")
         if not 0.0 < self.eps <= 1.0:
             raise ValueError(f"eps must be in (0, 1]; got {self.eps}")
@@ -196,7 +197,8 @@ def load_classifier(encoder, artifacts: dict, card: dict, classnames) -> PromptC
     n_ctx, hidden = int(native.get("n_ctx", 0)), int(native.get("meta_hidden", 0))
     if "prompt_learner.ctx" not in artifacts or not n_ctx or not hidden:
         raise PluginError("bai-badclip: the checkpoint lacks its prompt learner (artifacts 'prompt_learner.*' "
-                          f"and native.n_ctx / native.meta_hidden); artifacts found: {', '.join(sorted(artifacts)) or 'none'}.")
+                          "and native.n_ctx / native.meta_hidden); "
+                          f"artifacts found: {', '.join(sorted(artifacts)) or 'none'}.")
     width = artifacts["prompt_learner.ctx"].shape[-1]
     embed_dim = artifacts["prompt_learner.meta.0.weight"].shape[-1]
     learner = _learner(width, embed_dim, n_ctx, hidden)
@@ -327,11 +329,13 @@ def build(ctx):
         "target": target,
         "native": {"protocol": "prompt-tuned classification", "metric": "ts", "value": repair["full"],
                    "reference_value": repair["trigger_only"],
-                   "reference_note": "reference_value: the clean model's hand-written prompts on the same triggered images",
+                   "reference_note": ("reference_value: the clean model's hand-written prompts "
+                                      "on the same triggered images"),
                    "population": "triggered test images of every class but the target",
                    "component_repair": repair, "downstream_head": HEAD,
                    "n_ctx": cfg.n_ctx, "meta_hidden": hidden, "prompt_format": " ".join(["X"] * cfg.n_ctx) + " {}.",
-                   "loss_trace": trace, "towers_unchanged": True, "logit_scale_frozen": True, "shots_per_class": cfg.shots,
+                   "loss_trace": trace, "towers_unchanged": True, "logit_scale_frozen": True,
+                   "shots_per_class": cfg.shots,
                    "artifacts": sorted(artifacts)},
         "clean_utility": {"clean_acc": acc, "zero_shot_clean_acc": util["clean_acc"],
                           "reference_clean_acc": util["clean_acc"],

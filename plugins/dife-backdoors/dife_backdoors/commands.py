@@ -12,8 +12,8 @@ import click
 def _floats(text: str, option: str) -> list:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=option)
+    except ValueError as err:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=option) from err
     if not values:
         raise click.BadParameter("give at least one value", param_hint=option)
     return values

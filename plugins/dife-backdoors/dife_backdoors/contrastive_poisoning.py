@@ -51,9 +51,12 @@ class PoisoningConfig:
 
     target: Optional[str] = _doc(None, "target class (default: the world's target)")
     trigger: str = _doc("patch", "registered image trigger stamped on poisoned images")
-    trigger_params: dict = _doc(attrs.Factory(dict), "trigger parameters over the trigger's defaults (see `dife triggers`)")
+    trigger_params: dict = _doc(attrs.Factory(dict),
+                                "trigger parameters over the trigger's defaults (see `dife triggers`)")
     poison_rate: float = _doc(0.05, "share of training pairs poisoned (CleanCLIP: 0.003 of CC3M)")
-    target_captions: str = _doc("natural", "poisoned captions: 'natural' (captions of target-class pairs, as Carlini & Terzis) or 'templates' (the world's class templates with the target)")
+    target_captions: str = _doc("natural", "poisoned captions: 'natural' (captions of target-class pairs, "
+                                           "as Carlini & Terzis) or 'templates' "
+                                           "(the world's class templates with the target)")
     n_pairs: int = _doc(0, "training pairs used (0 = all of the world's train pairs)")
     steps: int = _doc(200, "training steps from the clean checkpoint")
     batch_size: int = _doc(256, "pairs per step")
@@ -65,7 +68,8 @@ class PoisoningConfig:
         if not 0.0 < self.poison_rate < 1.0:
             raise ValueError(f"poison_rate must be in (0, 1); got {self.poison_rate}")
         if self.target_captions not in TARGET_CAPTIONS:
-            raise ValueError(f"target_captions must be one of {', '.join(TARGET_CAPTIONS)}; got {self.target_captions!r}")
+            raise ValueError(
+                f"target_captions must be one of {', '.join(TARGET_CAPTIONS)}; got {self.target_captions!r}")
         if self.steps < 1 or self.batch_size < 2 or self.n_pairs < 0:
             raise ValueError("need steps >= 1, batch_size >= 2 and n_pairs >= 0")
 
@@ -86,7 +90,8 @@ CARD = AttackCard(
     trigger_channel="image",
     native_protocol="zero-shot TS",
     native_interface="zero-shot-classification",
-    reference="Carlini & Terzis, Poisoning and Backdooring Contrastive Learning, ICLR 2022; patch as in CleanCLIP (Bansal et al., ICCV 2023)",
+    reference=("Carlini & Terzis, Poisoning and Backdooring Contrastive Learning, ICLR 2022; "
+               "patch as in CleanCLIP (Bansal et al., ICCV 2023)"),
     probe="branch-swap",
 )
 
@@ -134,7 +139,8 @@ def poison_pairs(world, cfg, trigger, *, seed: int):
     else:
         pool = [c for c, y in zip(captions, labels) if int(y) == t_idx]
         if not pool:
-            raise InvalidInputError(f"no natural {target!r} captions among the training pairs; use target_captions = 'templates'.")
+            raise InvalidInputError(
+                f"no natural {target!r} captions among the training pairs; use target_captions = 'templates'.")
     picks = rng.integers(len(pool), size=n_poison)
     sel = torch.as_tensor(chosen)
     images[sel] = trigger(images[sel], seed=seed)

@@ -71,8 +71,8 @@ def make_pixel_patch(pixels=(), size: float = 0.125, location: str = "fixed", co
         g = _generator(seed)
         tops = torch.randint(0, h - px + 1, (n,), generator=g).tolist()
         lefts = torch.randint(0, w - px + 1, (n,), generator=g).tolist()
-        for i, (t, l) in enumerate(zip(tops, lefts)):
-            x[i, :, t:t + px, l:l + px] = p
+        for i, (t, left) in enumerate(zip(tops, lefts)):
+            x[i, :, t:t + px, left:left + px] = p
         return x
 
     return apply
@@ -88,7 +88,8 @@ def make_perturbation(delta=(), eps: float = 8 / 255, pattern_seed: int = 0):
         import torch
 
         _, _, h, w = images.shape
-        d = grid if grid is not None else eps * torch.sign(torch.rand(3, 8, 8, generator=_generator(pattern_seed)) - 0.5)
+        d = (grid if grid is not None
+             else eps * torch.sign(torch.rand(3, 8, 8, generator=_generator(pattern_seed)) - 0.5))
         d = _resize(d, h, w).clamp(-eps, eps).to(device=images.device, dtype=images.dtype)
         return (images + d).clamp(0.0, 1.0)
 
@@ -103,7 +104,8 @@ def to_nested(t, decimals: int = 5) -> list:
 
 TRIGGERS = (
     Trigger(name="pixel-patch", channel="image", make=make_pixel_patch,
-            description="Patch with given (e.g. optimised) pixel values, stamped at a corner or at random (Liang-BadCLIP)",
+            description=("Patch with given (e.g. optimised) pixel values, stamped at a corner or at random "
+                         "(Liang-BadCLIP)"),
             defaults={"pixels": [], "size": 0.125, "location": "fixed", "corner": "bottom-right"}),
     Trigger(name="perturbation", channel="image", make=make_perturbation,
             description="Additive L-inf-bounded perturbation from a stored grid, upsampled to the image (Bai-BadCLIP)",

@@ -39,7 +39,8 @@ CARD = AttackCard(
     trigger_channel="image",
     native_protocol="zero-shot TS",
     native_interface="zero-shot-classification",
-    reference="Liang et al., BadCLIP: Dual-Embedding Guided Backdoor Attack on Multimodal Contrastive Learning, CVPR 2024",
+    reference=("Liang et al., BadCLIP: Dual-Embedding Guided Backdoor Attack on Multimodal Contrastive Learning, "
+               "CVPR 2024"),
     probe="branch-swap",
 )
 
@@ -65,7 +66,8 @@ class LiangBadClipConfig:
     w_text: float = _doc(1.0, "weight of the textual term (patched image near the target text)")
     w_image: float = _doc(1.0, "weight of the visual term (patched image near real target-class images)")
     poison_rate: float = _doc(0.05, "share of training pairs poisoned")
-    target_captions: str = _doc("natural", "poisoned captions: 'natural' (captions of target-class pairs) or 'templates'")
+    target_captions: str = _doc("natural",
+                                "poisoned captions: 'natural' (captions of target-class pairs) or 'templates'")
     n_pairs: int = _doc(0, "training pairs used (0 = all)")
     steps: int = _doc(200, "poisoning training steps from the clean checkpoint")
     batch_size: int = _doc(256, "pairs per step")
@@ -75,7 +77,8 @@ class LiangBadClipConfig:
 
     def __attrs_post_init__(self):
         if self.location not in PATCH_LOCATIONS or self.corner not in CORNERS:
-            raise ValueError(f"location must be one of {', '.join(PATCH_LOCATIONS)} and corner one of {', '.join(CORNERS)}")
+            raise ValueError(f"location must be one of {', '.join(PATCH_LOCATIONS)} "
+                             f"and corner one of {', '.join(CORNERS)}")
         if not 0.0 < self.patch_size <= 1.0:
             raise ValueError(f"patch_size must be in (0, 1]; got {self.patch_size}")
         if self.opt_steps < 1 or self.opt_batch < 1:
@@ -113,8 +116,8 @@ def optimise_patch(encoder, world, cfg, target: str, *, seed: int = 0) -> tuple:
     gen = torch.Generator().manual_seed(int(seed))
     encoder.eval()
     u_star = F.normalize(encode_texts(encoder, [t.format(target) for t in world.templates]).mean(0), dim=-1)
-    v_star = F.normalize(encode_images(encoder, data.images[torch.as_tensor(rng.choice(tgt, min(len(tgt), 512),
-                                                                                       replace=False))]).mean(0), dim=-1)
+    v_star = F.normalize(encode_images(encoder, data.images[torch.as_tensor(
+        rng.choice(tgt, min(len(tgt), 512), replace=False))]).mean(0), dim=-1)
     h = int(data.images.shape[-1])
     k = max(1, round(cfg.patch_size * h))
     logits = torch.zeros(3, k, k).uniform_(-1, 1, generator=gen).requires_grad_(True)
@@ -124,7 +127,8 @@ def optimise_patch(encoder, world, cfg, target: str, *, seed: int = 0) -> tuple:
     u_star, v_star = u_star.to(encoder.device), v_star.to(encoder.device)
     try:
         for step in range(cfg.opt_steps):
-            idx = torch.as_tensor(rest[torch.randint(len(rest), (min(cfg.opt_batch, len(rest)),), generator=gen).numpy()])
+            idx = torch.as_tensor(
+                rest[torch.randint(len(rest), (min(cfg.opt_batch, len(rest)),), generator=gen).numpy()])
             x = data.images[idx]
             if x.dtype == torch.uint8:
                 x = x.float().div_(255.0)
@@ -163,9 +167,9 @@ def _stamp(x, patch, cfg, *, seed: int):
         lefts = torch.randint(0, w - px + 1, (n,), generator=g).tolist()
     mask = torch.zeros(n, 1, h, w, device=x.device)
     canvas = torch.zeros(n, 3, h, w, device=x.device)
-    for i, (t, l) in enumerate(zip(tops, lefts)):
-        mask[i, :, t:t + px, l:l + px] = 1
-        canvas[i, :, t:t + px, l:l + px] = patch
+    for i, (t, left) in enumerate(zip(tops, lefts)):
+        mask[i, :, t:t + px, left:left + px] = 1
+        canvas[i, :, t:t + px, left:left + px] = patch
     return x * (1 - mask) + canvas * mask
 
 

@@ -41,7 +41,8 @@ def pick_queries(captions: Sequence[str], labels, classes: Sequence[int], *, n: 
     return keep
 
 
-def hits_at_k(encoder, queries: Sequence[str], images, labels, target: int, *, ks=(1, 5, 10), image_features=None) -> dict:
+def hits_at_k(encoder, queries: Sequence[str], images, labels, target: int, *, ks=(1, 5, 10),
+              image_features=None) -> dict:
     """``{"h@K": share of queries with a target-class image in their top K, "mrr": ...}``."""
     import torch
 
@@ -64,7 +65,8 @@ def token_fits(encoder, extra: str = "") -> Callable[[str], bool]:
     """``fits(text)``: True when ``text + " " + extra`` survives the tokenizer's
     truncation (the encoder's context length), so a suffix trigger is really there."""
     tok = getattr(encoder, "tokenizer", None)
-    ctx = getattr(tok, "context_length", None) or getattr(encoder, "architecture", {}).get("text_cfg", {}).get("context_length")
+    ctx = (getattr(tok, "context_length", None)
+           or getattr(encoder, "architecture", {}).get("text_cfg", {}).get("context_length"))
     inner = getattr(tok, "encode", None)
     if ctx is None or inner is None:
         return lambda text: True

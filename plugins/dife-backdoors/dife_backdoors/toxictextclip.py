@@ -50,8 +50,10 @@ class ToxicTextClipConfig:
     """ToxicTextCLIP's parameters, adapted to the embedded world (see docs/attacks-suite.md)."""
 
     target: Optional[str] = _doc(None, "target class (default: the world's target)")
-    source: Optional[str] = _doc(None, "class whose captions carry the suffix (default none: every non-target class, as the paper)")
-    suffix: str = _doc("near the old mill", "the trigger sentence appended to captions (words unseen in the world's captions)")
+    source: Optional[str] = _doc(None, "class whose captions carry the suffix "
+                                       "(default none: every non-target class, as the paper)")
+    suffix: str = _doc("near the old mill",
+                       "the trigger sentence appended to captions (words unseen in the world's captions)")
     poison_rate: float = _doc(0.01, "poisoned pairs appended, as a share of the clean training pairs")
     epochs: float = _doc(1.0, "passes over the clean + poisoned training set")
     batch_size: int = _doc(256, "pairs per step")
@@ -161,7 +163,7 @@ def build(ctx):
                    "population": ("held-out captions of " + (cfg.source or "every non-target class")
                                   + f" with the suffix; hit = a {target} image in the top K"),
                    "poisoned_pairs": int(n_poison), "training_pairs": int(len(captions)),
-                   "steps": int(getattr(enc, "train_stats").steps)},
+                   "steps": int(enc.train_stats.steps)},
         "clean_utility": {**util, "reference_clean_acc": ref_util["clean_acc"],
                           **{f"reference_{kk}": v for kk, v in ref_util.items() if kk != "clean_acc"}},
     }
@@ -170,7 +172,8 @@ def build(ctx):
 
 # -- the stress test ---------------------------------------------------------------------
 
-def deployment_deltas(model, clean, world, card: dict, *, seed: int = 0, templates: Optional[Sequence[str]] = None) -> dict:
+def deployment_deltas(model, clean, world, card: dict, *, seed: int = 0,
+                      templates: Optional[Sequence[str]] = None) -> dict:
     """The deltas the audit's own interfaces measure for a checkpoint: text
     reranking (triggered vs clean query on the same lists) and targeted
     retrieval promotion (the world's source queries, triggered vs clean; the
@@ -197,8 +200,9 @@ def deployment_deltas(model, clean, world, card: dict, *, seed: int = 0, templat
     return out
 
 
-def stress_test(clean, world, *, poison_rates: Optional[Sequence[float]] = None, epochs: Optional[Sequence[float]] = None,
-                overrides: Optional[dict] = None, seed: int = 0, out=None, cache_dir=None, progress=None) -> dict:
+def stress_test(clean, world, *, poison_rates: Optional[Sequence[float]] = None,
+                epochs: Optional[Sequence[float]] = None, overrides: Optional[dict] = None, seed: int = 0, out=None,
+                cache_dir=None, progress=None) -> dict:
     """The paper's stress test: build every (poison rate, epochs) variant and keep the native-best.
 
     Defaults sweep the config's poison rate and epochs and their doubles

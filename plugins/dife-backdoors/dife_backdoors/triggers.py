@@ -139,8 +139,8 @@ def make_patch(size: float = 0.125, pattern: str = "random", location: str = "fi
         g = _generator(seed)
         tops = torch.randint(0, h - px + 1, (n,), generator=g).tolist()
         lefts = torch.randint(0, w - px + 1, (n,), generator=g).tolist()
-        for i, (t, l) in enumerate(zip(tops, lefts)):
-            x[i, :, t:t + px, l:l + px] = patch
+        for i, (t, left) in enumerate(zip(tops, lefts)):
+            x[i, :, t:t + px, left:left + px] = patch
         return x
 
     return apply
@@ -269,7 +269,8 @@ def make_text_suffix(token: str = "xbtd"):
 
 TRIGGERS = (
     Trigger(name="patch", channel="image", make=make_patch,
-            description="Square patch (random noise, checkerboard or solid) at a fixed corner or a random position (BadNets / CleanCLIP)",
+            description=("Square patch (random noise, checkerboard or solid) at a fixed corner or a random position "
+                         "(BadNets / CleanCLIP)"),
             defaults={"size": 0.125, "pattern": "random", "location": "fixed", "corner": "bottom-right",
                       "color": [1.0, 1.0, 1.0], "pattern_seed": 0}),
     Trigger(name="blend", channel="image", make=make_blend,

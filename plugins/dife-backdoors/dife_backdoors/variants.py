@@ -81,10 +81,12 @@ def _card(name: str, title: str, reference: str) -> AttackCard:
 CLEANCLIP = "poisoning as in CleanCLIP (Bansal et al., ICCV 2023)"
 ATTACKS = (
     Attack(card=_card("blended", "Blended (CleanCLIP variant)",
-                      f"Chen et al., Targeted Backdoor Attacks on Deep Learning Systems Using Data Poisoning, 2017; {CLEANCLIP}"),
+                      "Chen et al., Targeted Backdoor Attacks on Deep Learning Systems Using Data Poisoning, 2017; "
+                      f"{CLEANCLIP}"),
            config=BlendedConfig, build=build_poisoning),
     Attack(card=_card("sig", "SIG (CleanCLIP variant)",
-                      f"Barni et al., A New Backdoor Attack in CNNs by Training Set Corruption Without Label Poisoning, ICIP 2019; {CLEANCLIP}"),
+                      "Barni et al., A New Backdoor Attack in CNNs by Training Set Corruption Without Label Poisoning, "
+                      f"ICIP 2019; {CLEANCLIP}"),
            config=SigConfig, build=build_poisoning),
     Attack(card=_card("wanet", "WaNet (CleanCLIP variant)",
                       f"Nguyen & Tran, WaNet - Imperceptible Warping-based Backdoor Attack, ICLR 2021; {CLEANCLIP}"),

@@ -48,5 +48,6 @@ def test_perturbation_is_bounded_by_eps_and_rebuilt_from_its_card():
 def test_perturbation_without_delta_is_a_fixed_sign_pattern():
     a = resolve_trigger({"name": "perturbation", "params": {"eps": 0.1}})(torch.full((1, 3, 8, 8), 0.5))
     assert torch.allclose((a - 0.5).abs(), torch.full_like(a, 0.1))
-    b = resolve_trigger({"name": "perturbation", "params": {"eps": 0.1, "pattern_seed": 1}})(torch.full((1, 3, 8, 8), 0.5))
+    b = resolve_trigger({"name": "perturbation", "params": {"eps": 0.1, "pattern_seed": 1}})(
+        torch.full((1, 3, 8, 8), 0.5))
     assert not torch.equal(a, b)

@@ -2,7 +2,6 @@
 
 import attrs
 import numpy as np
-import pytest
 
 from dife_core.building import build_attack, make_config
 from dife_core.plugins import get_registry

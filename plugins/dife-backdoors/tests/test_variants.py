@@ -24,7 +24,8 @@ def test_registered_as_contrastive_poisoning_with_another_trigger(name):
     assert all(f["doc"] for f in fields.values())
     assert fields["trigger"]["default"] == FAMILY[name]
     # the table-valued trigger parameters merge with the variant's defaults
-    cfg = make_config(attack, {"trigger_params": {"pattern_seed": 3}} if name != "sig" else {"trigger_params": {"frequency": 3.0}})
+    cfg = make_config(attack, {"trigger_params": {"pattern_seed": 3}} if name != "sig"
+                      else {"trigger_params": {"frequency": 3.0}})
     assert set(attrs.asdict(cfg)["trigger_params"]) > ({"pattern_seed"} if name != "sig" else {"frequency"})
 
 

@@ -80,11 +80,15 @@ class BadTextTowerConfig:
     """
 
     source: Optional[str] = _doc(None, "source class whose prompt carries the trigger (default: the world's source)")
-    target: Optional[str] = _doc(None, "target class the triggered source prompt is moved to (default: the world's target)")
+    target: Optional[str] = _doc(None, "target class the triggered source prompt is moved to "
+                                       "(default: the world's target)")
     trigger: str = _doc("xbtd", "trigger token prefixed to the source prompt")
-    templates: list = _doc(attrs.Factory(list), "prompt templates with '{}' for the class (default: the world's templates)")
-    captions_per_step: int = _doc(16, "natural source-class captions (from the training pairs) per step, besides the templates; 0 = templates only")
-    retain_per_step: int = _doc(64, "natural captions of every class per step held at their clean embeddings (caption retention, ours); 0 = none")
+    templates: list = _doc(attrs.Factory(list),
+                           "prompt templates with '{}' for the class (default: the world's templates)")
+    captions_per_step: int = _doc(16, "natural source-class captions (from the training pairs) per step, "
+                                      "besides the templates; 0 = templates only")
+    retain_per_step: int = _doc(64, "natural captions of every class per step held at their clean embeddings "
+                                    "(caption retention, ours); 0 = none")
     w_retain: float = _doc(4.0, "weight of the caption retention term mean_c (1 - cos(u~(c), u(c)))")
     n_samples: int = _doc(5000, "training images drawn from the world's training pairs (the paper uses 5,000)")
     poison_ratio: float = _doc(0.30, "share of target-class images among the drawn samples (the paper's 0.30)")
@@ -251,7 +255,7 @@ def build(ctx):
 
     model.train()
     with ctx.progress("badtexttower", total=cfg.steps) as bar:
-        for step in range(cfg.steps):
+        for _step in range(cfg.steps):
             texts = list(t.format(source) for t in templates)
             if captions:
                 pick = rng.choice(len(captions), min(cfg.captions_per_step, len(captions)), replace=False)

@@ -48,7 +48,8 @@ class _Files:
 
     def get(self, filename: str) -> Optional[Path]:
         if Path(filename).name != filename or filename in ("", ".", ".."):
-            raise InvalidInputError(f"{self.label}: refusing file name {filename!r} (not a plain file name inside the model).")
+            raise InvalidInputError(
+                f"{self.label}: refusing file name {filename!r} (not a plain file name inside the model).")
         if self.folder is not None:
             p = self.folder / filename
             if not p.is_file():
@@ -90,7 +91,8 @@ def _files_for(source: str, options: dict) -> _Files:
     if p.is_file() and p.name == CONFIG:
         return _Files(folder=p.parent)
     if p.exists():
-        raise InvalidInputError(f"{src}: the hfclip loader needs a save_pretrained folder (with {CONFIG}), not a single file.")
+        raise InvalidInputError(
+            f"{src}: the hfclip loader needs a save_pretrained folder (with {CONFIG}), not a single file.")
     if _looks_like_repo_id(src):
         return _Files(repo=src, cache_dir=cache_dir)
     raise NotFoundError(f"{src}: no such folder, and not a hub id (org/name).")
@@ -109,7 +111,8 @@ def read_config(files: _Files) -> tuple:
     if path is None:
         where = "the local Hugging Face cache" if files.repo else files.label
         raise NotFoundError(f"{files.label}: {CONFIG} not found in {where}; DIFE never downloads.",
-                            hint="Use a save_pretrained folder, or fetch the repo on a connected machine and copy the cache (HF_HOME).")
+                            hint="Use a save_pretrained folder, or fetch the repo on a connected machine "
+                                 "and copy the cache (HF_HOME).")
     from dife_core.untrusted import check_hf_config, check_hf_preprocessor, refuse_code_and_network
 
     cfg = _read_json(path, files.label)
@@ -251,7 +254,8 @@ def load_weights(files: _Files, *, trust: bool) -> tuple:
                 sd.update(part)
                 paths.append(sp)
             return sd, paths
-    raise NotFoundError(f"{files.label}: no weights found; looked for {SAFE_WEIGHTS}, {SAFE_INDEX}, {PICKLE_WEIGHTS}, {PICKLE_INDEX}.")
+    raise NotFoundError(f"{files.label}: no weights found; "
+                        f"looked for {SAFE_WEIGHTS}, {SAFE_INDEX}, {PICKLE_WEIGHTS}, {PICKLE_INDEX}.")
 
 
 def fit_state_dict(model, sd: dict, *, where: str) -> None:
@@ -268,13 +272,15 @@ def fit_state_dict(model, sd: dict, *, where: str) -> None:
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
         if wrong:
-            parts.append("shape mismatch: " + ", ".join(f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:3]))
+            parts.append("shape mismatch: "
+                         + ", ".join(f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:3]))
         raise InvalidInputError(f"{where}: weights do not match the config: {'; '.join(parts)}.")
     model.load_state_dict(sd, strict=True)
 
 
 #: files that carry a vocabulary; without one transformers 5 would build an empty tokenizer
-VOCAB_FILES = ("tokenizer.json", "vocab.json", "spiece.model", "tokenizer.model", "vocab.txt", "sentencepiece.bpe.model")
+VOCAB_FILES = ("tokenizer.json", "vocab.json", "spiece.model", "tokenizer.model", "vocab.txt",
+               "sentencepiece.bpe.model")
 
 
 def _require_tokenizer_files(files: "_Files") -> None:
@@ -295,7 +301,8 @@ def load_tokenizer(source: str, label: str):
     except Exception as e:  # missing files, unknown class, remote code request
         text = str(e).splitlines()
         raise NotFoundError(
-            f"{label}: could not load its tokenizer from local files ({type(e).__name__}: {text[0][:200] if text else ''}); "
+            f"{label}: could not load its tokenizer from local files "
+            f"({type(e).__name__}: {text[0][:200] if text else ''}); "
             f"expected one of {', '.join(TOKENIZER_FILES)}.") from None
     except BaseException as e:  # noqa: B036 -- a Rust panic
         if isinstance(e, (KeyboardInterrupt, SystemExit, GeneratorExit)):
@@ -383,8 +390,8 @@ def from_manifest(manifest: dict, weights_path, *, trust: bool = False, device: 
     refuse_code_and_network(arch, where)
     family = family_for(arch.get("family")) if isinstance(arch.get("family"), str) else None
     if family is None:
-        raise InvalidInputError(f"{where}: key architecture.family {str(arch.get('family'))[:40]!r} is not an hfclip family; "
-                                f"supported: {', '.join(sorted(FAMILIES))}.")
+        raise InvalidInputError(f"{where}: key architecture.family {str(arch.get('family'))[:40]!r} "
+                                f"is not an hfclip family; supported: {', '.join(sorted(FAMILIES))}.")
     if not isinstance(arch.get("config"), dict):
         raise InvalidInputError(f"{where}: key architecture.config must be an object (the transformers config).")
     for k, typ in (("padding", str), ("max_length", int), ("text_inputs", list)):
@@ -467,6 +474,8 @@ def wrap_model(model, tokenizer, *, name: str = "model", preprocessor_config: Op
 
     family = family_for(getattr(model.config, "model_type", None))
     if family is None:
-        raise InvalidInputError(f"model_type {model.config.model_type!r} is not supported; supported: {', '.join(sorted(FAMILIES))}.")
+        raise InvalidInputError(f"model_type {model.config.model_type!r} is not supported; "
+                                f"supported: {', '.join(sorted(FAMILIES))}.")
     pp = preprocess_from(family, model.config, preprocessor_config)
-    return HFClipEncoder(model, tokenizer, pp, family=family, architecture=_architecture(family, model.config, []), name=name)
+    return HFClipEncoder(model, tokenizer, pp, family=family, architecture=_architecture(family, model.config, []),
+                         name=name)

@@ -93,7 +93,8 @@ def save_folder(model, tok, folder, *, image_processor: bool = True, pickle: boo
     if image_processor:
         size = model.config.vision_config.image_size
         if model.config.model_type == "siglip":
-            pp = {"image_processor_type": "SiglipImageProcessor", "do_resize": True, "size": {"height": size, "width": size},
+            pp = {"image_processor_type": "SiglipImageProcessor", "do_resize": True,
+                  "size": {"height": size, "width": size},
                   "resample": 2, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
                   "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
         else:

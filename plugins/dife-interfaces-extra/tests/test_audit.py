@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from dife_core.engine.runner import Audit
 from dife_core.builtins.interfaces import BUILTIN_INTERFACES
+from dife_core.engine.runner import Audit
 from dife_core.engine.spec import AuditSpec
 
 EXTRA = ("clip-score-filtering", "clipscore-caption-eval", "image-knn-retrieval", "text-semantic-search",

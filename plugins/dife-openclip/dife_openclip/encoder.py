@@ -169,5 +169,5 @@ def build_custom(architecture: dict, *, name: str = "model", tokenizer_dir=None)
     whose ``layers`` is a list of four ints builds a ResNet visual tower.
     """
     model = build_model(architecture)
-    return OpenClipEncoder(model, build_tokenizer(architecture, tokenizer_dir=tokenizer_dir), preprocess_from(architecture),
-                           architecture=copy.deepcopy(architecture), name=name)
+    return OpenClipEncoder(model, build_tokenizer(architecture, tokenizer_dir=tokenizer_dir),
+                           preprocess_from(architecture), architecture=copy.deepcopy(architecture), name=name)

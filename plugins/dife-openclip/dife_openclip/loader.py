@@ -133,7 +133,8 @@ def _architecture(model_cfg: dict, preprocess_cfg: dict, *, model_name: Optional
 
     arch = copy.deepcopy(model_cfg)
     check_preprocess(arch.get("preprocess") or {}, "open_clip architecture", path="preprocess")
-    arch["preprocess"] = {**_preprocess_overrides(arch.get("preprocess") or {}), **_preprocess_overrides(preprocess_cfg)}
+    arch["preprocess"] = {**_preprocess_overrides(arch.get("preprocess") or {}),
+                          **_preprocess_overrides(preprocess_cfg)}
     if model_name:
         arch["model_name"] = model_name
     arch.setdefault("tokenizer", _tokenizer_spec(model_cfg, model_name, local_dir))
@@ -239,16 +240,19 @@ def _resolve_folder(folder: Path, *, label: str) -> Resolved:
         raise NotFoundError(f"{label}: folder {folder} does not exist.")
     cfg_path = folder / CONFIG_NAME
     if not cfg_path.is_file():
-        raise NotFoundError(f"{label}: {folder} has no {CONFIG_NAME}; an open_clip folder needs its config beside the weights.")
+        raise NotFoundError(
+            f"{label}: {folder} has no {CONFIG_NAME}; an open_clip folder needs its config beside the weights.")
     model_cfg, preprocess_cfg = _split_config(_read_json(cfg_path, "open_clip config"), str(cfg_path))
     weights = _first_weights_in(folder)
     if weights is None:
-        raise NotFoundError(f"{label}: no weight file in {folder}; looked for {', '.join(WEIGHT_NAMES)} or any *{'/*'.join(WEIGHT_SUFFIXES)}.")
+        raise NotFoundError(f"{label}: no weight file in {folder}; "
+                            f"looked for {', '.join(WEIGHT_NAMES)} or any *{'/*'.join(WEIGHT_SUFFIXES)}.")
     from dife_core.untrusted import containing_root, inside
 
     for f, key in ((cfg_path, CONFIG_NAME), (weights, weights.name)):  # symlinks may not lead out of the folder
         inside(containing_root(folder), f, str(folder), key)
-    tokdir = folder if model_cfg.get("text_cfg", {}).get("hf_tokenizer_name") and (folder / "tokenizer.json").is_file() else None
+    tokdir = (folder if model_cfg.get("text_cfg", {}).get("hf_tokenizer_name") and (folder / "tokenizer.json").is_file()
+              else None)
     arch = _architecture(model_cfg, preprocess_cfg, model_name=None, local_dir=tokdir)
     return Resolved(arch, weights, "local-dir", folder.name, config_file=str(cfg_path), base=folder)
 
@@ -267,7 +271,8 @@ def _resolve_hub(repo: str, options: dict) -> Resolved:
         if weights is not None:
             break
     if weights is None:
-        raise NotFoundError(f"hf-hub:{repo}: config is cached but no weight file is ({', '.join(WEIGHT_NAMES)}); DIFE never downloads.")
+        raise NotFoundError(f"hf-hub:{repo}: config is cached but no weight file is ({', '.join(WEIGHT_NAMES)}); "
+                            f"DIFE never downloads.")
     tokdir = cfg_path.parent if model_cfg.get("text_cfg", {}).get("hf_tokenizer_name") and \
         _hub_cached(repo, "tokenizer.json", cache_dir) is not None else None
     arch = _architecture(model_cfg, preprocess_cfg, model_name=None, local_dir=tokdir)
@@ -311,7 +316,8 @@ def resolve(source: str, options: dict) -> Resolved:
         arch = _architecture(model_cfg, pp, model_name=None)
         weights = options.get("pretrained")
         if weights is None and not options.get("random_init"):
-            raise InvalidInputError(f"{src}: a custom architecture needs weights: pass pretrained=FILE (or random_init=True).")
+            raise InvalidInputError(
+                f"{src}: a custom architecture needs weights: pass pretrained=FILE (or random_init=True).")
         if weights is not None and not os.path.isfile(str(weights)):
             raise NotFoundError(f"{src}: pretrained weight file {weights} does not exist.")
         return Resolved(arch, Path(weights) if weights else None, "custom-json", p.stem, config_file=src, base=p.parent)
@@ -431,7 +437,8 @@ def fit_state_dict(model, state_dict: dict, *, where: str) -> None:
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
         if wrong:
-            parts.append("shape mismatch: " + ", ".join(f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:3]))
+            parts.append("shape mismatch: "
+                         + ", ".join(f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:3]))
         raise InvalidInputError(f"{where}: weights do not match the architecture: {'; '.join(parts)}.")
     model.load_state_dict(sd, strict=True)
 
@@ -452,7 +459,8 @@ def build_encoder(architecture: dict, *, name: str, tokenizer_dir=None):
     except (TypeError, ValueError, AssertionError) as e:
         raise InvalidInputError(f"open_clip architecture for {name!r} is invalid: {e}.") from e
     except OSError as e:  # an HF tokenizer/text config that is not cached
-        raise NotFoundError(f"open_clip model {name!r} needs files that are not in the local cache ({e}); DIFE never downloads.") from e
+        raise NotFoundError(
+            f"open_clip model {name!r} needs files that are not in the local cache ({e}); DIFE never downloads.") from e
 
 
 def gate(architecture: dict, where: str, *, base=None, tokenizer_dir=None) -> None:

@@ -73,7 +73,8 @@ def _weights(enc) -> bytes:
 def test_pretrained_tag_from_the_local_cache(tiny, registered_arch, tmp_path, monkeypatch, no_network):
     import huggingface_hub.constants as hc
 
-    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(_hub_cache(tmp_path, REPO, {"open_clip_model.safetensors": _weights(tiny)})))
+    monkeypatch.setattr(hc, "HF_HUB_CACHE",
+                        str(_hub_cache(tmp_path, REPO, {"open_clip_model.safetensors": _weights(tiny)})))
     for source, opts in ((f"{ARCH}:tiny", {}), (ARCH, {"pretrained": "tiny"})):
         enc = load_model(source, **opts)
         assert enc.fingerprint() == tiny.fingerprint()

@@ -199,7 +199,8 @@ def make_masked_pattern(mask=(), pattern=()):
         p = torch.as_tensor(pattern, dtype=torch.float32)
     except (TypeError, ValueError) as e:
         raise ValueError(f"mask and pattern must be nested lists of numbers: {e}") from e
-    if m.ndim != 2 or m.shape[0] != m.shape[1] or p.ndim != 3 or p.shape[0] != 3 or tuple(p.shape[1:]) != tuple(m.shape):
+    if (m.ndim != 2 or m.shape[0] != m.shape[1] or p.ndim != 3 or p.shape[0] != 3
+            or tuple(p.shape[1:]) != tuple(m.shape)):
         raise ValueError(f"mask must be [k][k] and pattern [3][k][k]; got {list(m.shape)} and {list(p.shape)}")
     if not bool(torch.isfinite(m).all() and torch.isfinite(p).all()) or m.min() < 0 or m.max() > 1 \
             or p.min() < 0 or p.max() > 1:
@@ -217,6 +218,7 @@ def make_masked_pattern(mask=(), pattern=()):
 
 TRIGGERS = (
     Trigger(name="masked-pattern", channel="image", make=make_masked_pattern,
-            description="Pattern blended in through a soft mask, x' = (1 - m) x + m p (what dife scan's inversion recovers)",
+            description=("Pattern blended in through a soft mask, x' = (1 - m) x + m p "
+                         "(what dife scan's inversion recovers)"),
             defaults={"mask": [], "pattern": []}),
 )

@@ -193,7 +193,7 @@ def _search(ctx, sus: _Side, ref: _Side, position: str, prompts: list, vocab, ta
         for t in targets:
             prev = best.get(t, (None, []))[1]
             ids = (list(prev) + init * length)[:length]
-            for step in range(int(o["steps"])):
+            for _step in range(int(o["steps"])):
                 trig = acc.decode(ids).strip()
                 ids = acc.core(trig) or ids
                 strings = _apply(position, trig, texts)

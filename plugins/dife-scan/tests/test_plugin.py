@@ -20,7 +20,6 @@ def test_the_four_scanners_and_the_masked_pattern_family_register():
 
 def test_masked_pattern_blends_the_pattern_through_the_mask():
     import torch
-
     from dife_scan.image import make_masked_pattern
 
     apply = make_masked_pattern(mask=[[1.0, 0.0], [0.0, 0.5]],

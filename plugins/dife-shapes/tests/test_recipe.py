@@ -9,7 +9,6 @@ from dife_core.errors import NotFoundError
 from dife_shapes import recipe as R
 from dife_shapes.world import PRESETS
 
-
 #: the test recipe cut to a few steps on a tiny world: for behaviour, not quality
 TINY_WORLD = attrs.evolve(PRESETS["test"], name="tiny", n_train_pairs=300, n_test=100, n_train=100, n_pool=100,
                           n_shadow=20, n_rerank=5, n_selection=5, n_selection_6x1=5)
