@@ -11,6 +11,7 @@ the clean default model; clean models trained with other seeds are the null.
     # 2. scan every suspect (a DIFE checkpoint folder each) and the nulls; figures into JSON
     .venv/bin/python benchmarks/bench_scan.py run --reference CLEAN_DIR --suspects DIR1,DIR2,... \\
         --nulls NULL1,NULL2,... --out /tmp/scan-bench --json benchmarks/results/scan-default.json
+    #    (suspects and nulls may run apart: bench_scan.py combine A.json B.json --json ALL.json)
     # 3. the Markdown table of docs/scan.md
     .venv/bin/python benchmarks/bench_scan.py table benchmarks/results/scan-default.json
 
@@ -161,19 +162,36 @@ def cmd_run(a) -> None:
         rows.append(row)
         print(json.dumps({k: row[k] for k in ("checkpoint", "verdict", "score", "target", "true_target",
                                                "scan_seconds_median")}), file=sys.stderr)
+    doc = {"options": options, "dataset_options": dsopt, "reference": a.reference, "threads": _threads(),
+           "summary": summarize(rows), "rows": rows}
+    if a.json:
+        Path(a.json).write_text(json.dumps(doc, indent=2) + "\n")
+    print(json.dumps(doc["summary"], indent=2))
+
+
+def summarize(rows: list) -> dict:
+    """AUROC of the normalised score (attacks whose towers differ from the
+    reference against clean seeds) and the flag / target counts."""
     att = [r["normalised_score"] for r in rows
            if r["kind"] == "attack" and r["tower_diff"].startswith("towers identical") is False]
     cln = [r["normalised_score"] for r in rows if r["kind"] == "clean"]
-    summary = {"auroc": auroc(att, cln), "attacks": len(att), "clean": len(cln),
-               "flagged_attacks": sum(r["verdict"] == "backdoored" for r in rows if r["kind"] == "attack"),
-               "flagged_clean": sum(r["verdict"] == "backdoored" for r in rows if r["kind"] == "clean"),
-               "target_right": sum(r["target"] == r["true_target"] for r in rows
-                                   if r["kind"] == "attack" and r["verdict"] == "backdoored")}
-    doc = {"options": options, "dataset_options": dsopt, "reference": a.reference, "threads": _threads(),
-           "summary": summary, "rows": rows}
-    if a.json:
-        Path(a.json).write_text(json.dumps(doc, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    return {"auroc": auroc(att, cln) if att and cln else None, "attacks": len(att), "clean": len(cln),
+            "flagged_attacks": sum(r["verdict"] == "backdoored" for r in rows if r["kind"] == "attack"),
+            "flagged_clean": sum(r["verdict"] == "backdoored" for r in rows if r["kind"] == "clean"),
+            "target_right": sum(r["target"] == r["true_target"] for r in rows
+                                if r["kind"] == "attack" and r["verdict"] == "backdoored")}
+
+
+def cmd_combine(a) -> None:
+    """Runs made apart (e.g. suspects and clean seeds) -> one file with one summary."""
+    docs = [json.loads(Path(f).read_text()) for f in a.files]
+    refs = {d["reference"] for d in docs}
+    if len(refs) != 1:
+        raise SystemExit(f"the runs scanned against different references: {sorted(refs)}")
+    doc = {**docs[0], "rows": [r for d in docs for r in d["rows"]], "combined_from": list(a.files)}
+    doc["summary"] = summarize(doc["rows"])
+    Path(a.json).write_text(json.dumps(doc, indent=2) + "\n")
+    print(json.dumps(doc["summary"], indent=2))
 
 
 def cmd_table(a) -> None:
@@ -215,8 +233,11 @@ def main(argv=None) -> None:
     r.add_argument("--audit", action="store_true", help="audit the recovered card and compare with the card audit")
     b = sub.add_parser("table")
     b.add_argument("file")
+    c = sub.add_parser("combine")
+    c.add_argument("files", nargs="+")
+    c.add_argument("--json", required=True)
     a = p.parse_args(argv)
-    {"train-nulls": cmd_train_nulls, "run": cmd_run, "table": cmd_table}[a.cmd](a)
+    {"train-nulls": cmd_train_nulls, "run": cmd_run, "table": cmd_table, "combine": cmd_combine}[a.cmd](a)
 
 
 if __name__ == "__main__":
