@@ -106,21 +106,11 @@ class EmbeddingStore:
         data = save({"features": feats}, metadata=meta)
         p = self.path(key)
         p.parent.mkdir(parents=True, exist_ok=True)
+        from .outdir import replace_atomic
+
+        # the writer's pid in the temp name lets `prune` remove a dead writer's leftovers
         tmp = p.parent / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}{SUFFIX}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, p)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        return p
+        return replace_atomic(tmp, p, data, mode=0o600)
 
     # -- housekeeping ------------------------------------------------------------------
     def entries(self) -> list:

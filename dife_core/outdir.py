@@ -79,7 +79,15 @@ def write_bytes_atomic(out_dir, name: str, data: bytes, *, mode: int = 0o644) ->
     if dest.is_dir() and not dest.is_symlink():
         raise InvalidInputError(f"{dest} is a folder; DIFE writes a file of that name there. Remove it or choose "
                                 f"another --out folder.")
-    tmp = out / f".{name}.{secrets.token_hex(8)}.tmp"
+    return replace_atomic(out / f".{name}.{secrets.token_hex(8)}.tmp", dest, data, mode=mode)
+
+
+def replace_atomic(tmp, dest, data: bytes, *, mode: int = 0o644) -> Path:
+    """Write ``data`` to the new file ``tmp`` (``O_EXCL|O_NOFOLLOW``, in
+    ``dest``'s folder), fsync it and rename it over ``dest``: readers see the
+    old file or the whole new one; a failed write leaves neither ``tmp`` nor a
+    partial ``dest``."""
+    tmp, dest = Path(tmp), Path(dest)
     fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -175,5 +183,5 @@ def clear_owned(out_dir) -> None:
         remove_owned(out_dir, name)
 
 
-__all__ = ["write_text_atomic", "write_bytes_atomic", "open_nofollow", "read_bytes_nofollow", "check_out_dir",
-           "make_out_dir", "clear_owned", "is_dife_folder", "STORE", "LOCK", "KEY_FILE", "OWNED"]
+__all__ = ["write_text_atomic", "write_bytes_atomic", "replace_atomic", "open_nofollow", "read_bytes_nofollow",
+           "check_out_dir", "make_out_dir", "clear_owned", "is_dife_folder", "STORE", "LOCK", "KEY_FILE", "OWNED"]
