@@ -8,6 +8,8 @@ the clean default model; clean models trained with other seeds are the null.
     export DIFE_CACHE_DIR=/path/to/cache     # the clean model and the suite's builds
     # 1. clean models with other seeds (about 4 min each on 2 threads)
     .venv/bin/python benchmarks/bench_scan.py train-nulls --seeds 1,2,3,4,5
+    #    and clean fine-tunes of the reference (the null of towers that descend from it)
+    .venv/bin/python benchmarks/bench_scan.py train-finetunes --reference CLEAN_DIR --seeds 1,2,3 --out NULL_DIR
     # 2. scan every suspect (a DIFE checkpoint folder each) and the nulls; figures into JSON
     .venv/bin/python benchmarks/bench_scan.py run --reference CLEAN_DIR --suspects DIR1,DIR2,... \\
         --nulls NULL1,NULL2,... --out /tmp/scan-bench --json benchmarks/results/scan-default.json
@@ -103,6 +105,38 @@ def cmd_train_nulls(a) -> None:
         t0 = time.time()
         enc = clean_clip(a.preset, s, progress=True)
         print(f"seed {s}: {time.time() - t0:.0f}s", getattr(enc, "name", ""), file=sys.stderr)
+
+
+def cmd_train_finetunes(a) -> None:
+    """Clean fine-tunes of the reference: the recipe of the suite's poisoning
+    attacks (200 AdamW steps of 256 pairs, lr 1e-3) on the world's *clean*
+    training pairs, one per seed. Their towers descend from the reference like
+    an attack's do, so they are the null of the differential statistics."""
+    import copy
+
+    _threads()
+    from dife_core.checkpoint import save_checkpoint
+    from dife_core.loading import load_model
+    from dife_core.populations import load_world
+    from dife_core.training import contrastive_train
+
+    ref = load_model(a.reference).eval()
+    world = load_world("shapes", {"preset": a.preset})
+    pairs = world.extras["train_pairs"]
+    out = Path(a.out)
+    for s in [int(x) for x in a.seeds.split(",")]:
+        dst = out / f"clean-finetune-s{s}"
+        if (dst / "dife.json").is_file():
+            print(f"{dst}: exists", file=sys.stderr)
+            continue
+        t0 = time.time()
+        enc = copy.deepcopy(ref)
+        contrastive_train(enc, pairs.images, list(pairs.captions), steps=a.steps, batch_size=256, lr=1e-3, warmup=20,
+                          weight_decay=0.1, seed=s, trainable="all", progress=True,
+                          description=f"clean fine-tune s{s}")
+        enc.invalidate_fingerprint()
+        save_checkpoint(enc, dst, extra={"null": "clean fine-tune of the reference", "seed": s, "steps": a.steps})
+        print(f"seed {s}: {time.time() - t0:.0f}s -> {dst}", file=sys.stderr)
 
 
 def _truth_audit(src: str, reference: str, out: Path, dataset_options: dict) -> dict:
@@ -221,6 +255,12 @@ def main(argv=None) -> None:
     t = sub.add_parser("train-nulls")
     t.add_argument("--seeds", default="1,2,3,4,5")
     t.add_argument("--preset", default="default")
+    f = sub.add_parser("train-finetunes", help="clean fine-tunes of the reference (null of derived towers)")
+    f.add_argument("--reference", required=True)
+    f.add_argument("--seeds", default="1,2,3,4,5")
+    f.add_argument("--steps", type=int, default=200)
+    f.add_argument("--preset", default="default")
+    f.add_argument("--out", required=True)
     r = sub.add_parser("run")
     r.add_argument("--reference", required=True)
     r.add_argument("--suspects", default="")
@@ -237,7 +277,9 @@ def main(argv=None) -> None:
     c.add_argument("files", nargs="+")
     c.add_argument("--json", required=True)
     a = p.parse_args(argv)
-    {"train-nulls": cmd_train_nulls, "run": cmd_run, "table": cmd_table, "combine": cmd_combine}[a.cmd](a)
+    commands = {"train-nulls": cmd_train_nulls, "train-finetunes": cmd_train_finetunes, "run": cmd_run,
+                "table": cmd_table, "combine": cmd_combine}
+    commands[a.cmd](a)
 
 
 if __name__ == "__main__":

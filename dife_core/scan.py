@@ -33,7 +33,7 @@ from typing import Any, Optional
 import attrs
 
 #: bump when a change alters what a scan measures, so --resume rescans
-SCAN_VERSION = 1
+SCAN_VERSION = 2
 SCANS_FILE = "scans.json"
 VERDICTS = ("backdoored", "clean", "inconclusive")
 #: scan-wide options (``--option KEY=VALUE``); scanner options are ``SCANNER.KEY``
@@ -42,6 +42,9 @@ GLOBAL_OPTIONS = {
     "inconclusive_ratio": 0.5,  # a best score >= this share of its threshold (but below it) is inconclusive
     "audit": True,  # audit the best recovered card after the scan
     "max_findings": 5,  # findings kept per scanner in the record
+    # a tower whose weights have at least this cosine with the reference's descends from it;
+    # below, the two were trained apart and differential statistics compare seeds, not backdoors
+    "lineage_cosine": 0.5,
 }
 #: weight files that are the towers themselves, not an extra component
 _TOWER_FILES = {"dife.json", "model.safetensors", "open_clip_config.json", "open_clip_model.safetensors",
@@ -141,12 +144,19 @@ def _layer(name: str) -> str:
     return ".".join(parts[:-1]) if len(parts) > 1 else name
 
 
-def tower_diff(suspect, reference, *, path: Optional[str] = None, top: int = 5) -> dict:
+def tower_diff(suspect, reference, *, path: Optional[str] = None, top: int = 5,
+               lineage_cosine: float = GLOBAL_OPTIONS["lineage_cosine"]) -> dict:
     """Which tower changed, how much and where (relative L2 per tensor), before any search.
 
     ``{"branches": {branch: {identical, tensors, changed, rel_l2, max_rel_l2,
-    top_tensors, top_layers}}, "logit_scale": {...}, "extra": [...],
-    "identical_towers": bool, "summary": str}``.
+    cosine, derived, top_tensors, top_layers}}, "logit_scale": {...},
+    "extra": [...], "identical_towers": bool, "not_derived": [...], "summary": str}``.
+
+    ``cosine`` is the cosine of the tower's flattened weights with the
+    reference's; ``derived`` says it is at least ``lineage_cosine``: a
+    fine-tune keeps its base's weights' direction (cosine near 1), two
+    independent trainings do not (near 0). Only a derived tower can be
+    searched *differentially* against the reference.
     """
     import torch
 
@@ -155,7 +165,7 @@ def tower_diff(suspect, reference, *, path: Optional[str] = None, top: int = 5) 
         a, b = suspect.branch_state(branch), reference.branch_state(branch)
         only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
         per: dict = {}
-        num = den = 0.0
+        num = den = dot = na = 0.0
         mismatch = []
         for k in sorted(set(a) & set(b)):
             x, y = a[k].detach().float().cpu(), b[k].detach().float().cpu()
@@ -167,15 +177,19 @@ def tower_diff(suspect, reference, *, path: Optional[str] = None, top: int = 5) 
             per[k] = d / (n + 1e-12)
             num += d * d
             den += n * n
+            dot += float((x.double() * y.double()).sum())
+            na += float(torch.linalg.vector_norm(x)) ** 2
         layers: dict = {}
         for k, v in per.items():
             layers[_layer(k)] = max(layers.get(_layer(k), 0.0), v)
         changed = [k for k, v in per.items() if v > 0]
+        cosine = dot / ((na ** 0.5) * (den ** 0.5) + 1e-12) if per else 0.0
         entry = {
             "identical": not changed and not only_a and not only_b and not mismatch,
             "tensors": len(per), "changed": len(changed),
             "rel_l2": (num ** 0.5) / (den ** 0.5 + 1e-12),
             "max_rel_l2": max(per.values(), default=0.0),
+            "cosine": cosine, "derived": bool(per) and not mismatch and cosine >= float(lineage_cosine),
             "top_tensors": [{"name": k, "rel_l2": per[k]} for k in sorted(per, key=lambda k: -per[k])[:top]
                             if per[k] > 0],
             "top_layers": [{"layer": k, "rel_l2": layers[k]} for k in sorted(layers, key=lambda k: -layers[k])[:top]
@@ -200,12 +214,15 @@ def tower_diff(suspect, reference, *, path: Optional[str] = None, top: int = 5) 
     same = all(b["identical"] for b in out["branches"].values())
     out["identical_towers"] = same
     out["changed_branches"] = [b for b, v in out["branches"].items() if not v["identical"]]
+    out["not_derived"] = [b for b, v in out["branches"].items() if not v["derived"]]
     if same:
         out["summary"] = ("towers identical to the reference" +
                           ("; extra component present" if out["extra"] else "; nothing else shipped"))
     else:
         out["summary"] = "; ".join(f"{b} tower changed (relative L2 {v['rel_l2']:.3g}, {v['changed']}/"
-                                   f"{v['tensors']} tensors)" if not v["identical"] else f"{b} tower identical"
+                                   f"{v['tensors']} tensors" + ("" if v["derived"] else
+                                                                f"; not derived: weight cosine {v['cosine']:.2f}")
+                                   + ")" if not v["identical"] else f"{b} tower identical"
                                    for b, v in out["branches"].items())
         if out["extra"]:
             out["summary"] += "; extra component present"
@@ -260,6 +277,10 @@ def split_options(options: dict, scanners: dict) -> tuple:
     return glob, per
 
 
+#: the towers a scanner's trigger channel searches ("none": natural data, read through both)
+_CHANNEL_TOWERS = {"image": ("visual",), "text": ("text",), "none": ("visual", "text")}
+
+
 def _norm(f: dict) -> float:
     t = float(f.get("threshold") or 0) or 1.0
     return float(f.get("score") or 0.0) / t
@@ -277,12 +298,21 @@ def run_scanners(ctx_kwargs: dict, scanners: dict, per_options: dict, progress=N
     with prog.task("scan", len(order)) as bar:
         for s in order:
             bar.describe(f"scan: {s.name}")
-            # a trigger channel whose tower is bit-identical to the reference carries nothing to find
-            tower = {"image": "visual", "text": "text"}.get(s.channel)
-            if tower and (branches.get(tower) or {}).get("identical"):
-                findings.append({"scanner": s.name, "channel": s.channel, "statistic": "skipped", "score": 0.0,
-                                 "threshold": 1.0, "card": None, "seconds": 0.0,
-                                 "details": {"note": f"the {tower} tower is bit-identical to the reference"}})
+            # a trigger channel whose tower is bit-identical to the reference carries nothing to find;
+            # one whose tower was trained apart from the reference has no null to be compared with
+            towers = _CHANNEL_TOWERS.get(s.channel, ("visual", "text"))
+            skip = None
+            if towers == ("visual",) or towers == ("text",):
+                if (branches.get(towers[0]) or {}).get("identical"):
+                    skip = ("skipped", f"the {towers[0]} tower is bit-identical to the reference")
+            apart = [t for t in towers if t in branches and not branches[t].get("derived", True)]
+            if skip is None and apart:
+                skip = ("not-derived", f"the {' and '.join(apart)} tower does not descend from the reference "
+                                       f"(weight cosine {min(branches[t]['cosine'] for t in apart):.2f}): a "
+                                       "differential search would compare two trainings, not find a backdoor")
+            if skip is not None:
+                findings.append({"scanner": s.name, "channel": s.channel, "statistic": skip[0], "score": 0.0,
+                                 "threshold": 1.0, "card": None, "seconds": 0.0, "details": {"note": skip[1]}})
                 bar.advance()
                 continue
             ctx = ScanContext(options=dict(per_options.get(s.name, {})), progress=progress, **ctx_kwargs)
@@ -306,8 +336,10 @@ def run_scanners(ctx_kwargs: dict, scanners: dict, per_options: dict, progress=N
 
 
 def verdict_of(findings: list, tdiff: dict, glob: dict) -> dict:
-    """The checkpoint's verdict from its best finding (and its tower diff)."""
-    best = findings[0] if findings else None
+    """The checkpoint's verdict from its best finding (and its tower diff): the
+    best one over its threshold that recovered a card, else the best overall."""
+    hits = [f for f in findings if f.get("card") is not None and _norm(f) >= 1.0]
+    best = hits[0] if hits else findings[0] if findings else None
     score = float(best["score"]) if best else 0.0
     thr = float(best["threshold"]) if best else 1.0
     ratio = score / thr if thr else 0.0
@@ -317,6 +349,12 @@ def verdict_of(findings: list, tdiff: dict, glob: dict) -> dict:
     elif tdiff.get("identical_towers") and tdiff.get("extra"):
         verdict = "inconclusive"
         why = tdiff["summary"] + "; the scan searched the towers only"
+    elif any(f.get("statistic") == "not-derived" for f in findings):
+        verdict = "inconclusive"
+        apart = ", ".join(tdiff.get("not_derived") or ()) or "a"
+        why = (f"the {apart} tower does not descend from the reference, so its channel could not be searched "
+               f"against it; nothing reached a threshold elsewhere"
+               + (f" (best: {best['statistic']} {score:.3f} / {thr:.3f})" if best and score > 0 else ""))
     elif ratio >= float(glob["inconclusive_ratio"]):
         verdict = "inconclusive"
         why = f"{best['scanner']}: {best['statistic']} {score:.3f} below threshold {thr:.3f} but near it"
@@ -388,7 +426,7 @@ def scan_checkpoint(suspect, reference, world, *, name: str, path: Optional[str]
     emb = embeddings or EmbeddingService(seed=seed, progress=progress)
     shadow = shadow_set(world, int(glob["n_shadow"]), seed)
     templates = tuple(world_templates(world, "first"))
-    tdiff = tower_diff(suspect, reference, path=path)
+    tdiff = tower_diff(suspect, reference, path=path, lineage_cosine=float(glob["lineage_cosine"]))
 
     def ctx_kwargs(model, td):
         return {"suspect": model, "reference": reference, "world": world, "embeddings": emb, "device": device,
@@ -400,7 +438,7 @@ def scan_checkpoint(suspect, reference, world, *, name: str, path: Optional[str]
         findings = run_scanners(ctx_kwargs(suspect, tdiff), scanners, per, progress)
     null_records = []
     for nname, nmodel in nulls:
-        ntd = tower_diff(nmodel, reference)
+        ntd = tower_diff(nmodel, reference, lineage_cosine=float(glob["lineage_cosine"]))
         nf = [] if ntd["identical_towers"] else run_scanners(ctx_kwargs(nmodel, ntd), scanners, per, progress)
         null_records.append({"checkpoint": nname, "normalised_score": max((_norm(f) for f in nf), default=0.0),
                              "best": _slim(nf[0]) if nf else None})

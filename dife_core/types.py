@@ -125,6 +125,11 @@ class Trigger:
     channel ``fn(pixels, *, seed=0) -> pixels`` on float tensors ``[N,3,H,W]``
     in [0, 1] (before normalisation); for the ``text`` channel
     ``fn(list[str]) -> list[str]`` on raw strings (before tokenisation).
+
+    ``scan_points``: parameter overrides a scanner tries besides the defaults
+    when it looks for this family without knowing its parameters (the
+    family's intensity range, e.g. a blend's ``alpha``); each point is
+    merged over ``defaults``.
     """
 
     name: str = attrs.field(validator=_valid_name)
@@ -132,6 +137,7 @@ class Trigger:
     description: str
     make: Callable[..., Callable] = attrs.field(validator=_is_callable)
     defaults: dict = attrs.field(factory=dict)
+    scan_points: tuple = attrs.field(default=(), converter=tuple)
 
 
 @attrs.frozen

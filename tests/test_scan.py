@@ -66,6 +66,59 @@ def test_tower_diff_says_identical_and_names_extra_components(clean, tmp_path):
     assert d["changed_branches"] == ["text"] and d["branches"]["text"]["top_tensors"][0]["name"] == name
 
 
+def _text_tower_trained_apart(clean, seed: int = 1):
+    """A copy of ``clean`` whose text tower is re-drawn at random (same shapes and
+    scale): a text tower that does not descend from the reference."""
+    import copy
+
+    import torch
+
+    twin = copy.deepcopy(clean)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, p in twin.branch_parameters("text"):
+            p.copy_(torch.randn(p.shape, generator=g) * (float(p.std()) if p.numel() > 1 else 1.0) + float(p.mean()))
+    twin.invalidate_fingerprint()
+    return twin
+
+
+def test_tower_diff_tells_a_fine_tune_from_a_tower_trained_apart(clean):
+    import copy
+
+    import torch
+
+    from dife_core.scan import tower_diff
+
+    tuned = copy.deepcopy(clean)
+    with torch.no_grad():
+        for _, p in tuned.branch_parameters("visual"):
+            p.mul_(1.0 + 0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
+    tuned.invalidate_fingerprint()
+    d = tower_diff(tuned, clean)
+    assert d["branches"]["visual"]["derived"] and d["branches"]["visual"]["cosine"] > 0.9
+    assert d["not_derived"] == []
+    d = tower_diff(_text_tower_trained_apart(clean), clean)
+    assert d["not_derived"] == ["text"] and d["branches"]["text"]["cosine"] < 0.5
+    assert d["branches"]["visual"]["identical"] and "not derived: weight cosine" in d["summary"]
+    # the bound is an option: at cosine -1 every tower counts as derived
+    assert tower_diff(_text_tower_trained_apart(clean), clean, lineage_cosine=-1.0)["not_derived"] == []
+
+
+def test_a_tower_trained_apart_is_not_searched_against_the_reference(clean, world):
+    """The text channel of a suspect whose text tower was trained apart has no null
+    in the reference: its scanners say so and the verdict is inconclusive, never
+    backdoored on a seed-to-seed difference."""
+    from dife_core.scan import scan_checkpoint
+
+    rec = scan_checkpoint(_text_tower_trained_apart(clean), clean, world, name="apart", options=FAST)
+    by = {f["scanner"]: f for f in rec["findings"]}
+    assert by["text-tokens"]["statistic"] == "not-derived" and by["text-natural"]["statistic"] == "not-derived"
+    assert "does not descend from the reference" in by["text-tokens"]["details"]["note"]
+    assert by["image-families"]["statistic"] == "skipped"  # visual tower bit-identical
+    assert rec["verdict"] == "inconclusive" and "text tower does not descend" in rec["why"]
+    assert rec["recovered"] == []
+
+
 def test_a_bit_identical_checkpoint_is_clean_without_a_search(clean, world):
     import copy
 

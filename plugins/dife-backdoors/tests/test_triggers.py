@@ -24,6 +24,22 @@ def test_every_trigger_family_is_registered_with_its_channel():
 
 
 @pytest.mark.parametrize("name", IMAGE)
+def test_each_image_family_declares_valid_scan_points_stronger_than_its_default(name):
+    """The scan's family pass tries these (docs/scan.md): each must be a valid
+    parameter set of the family, and it must change pixels more than the default."""
+    fam = get_registry().all("triggers")[name]
+    assert fam.scan_points
+    x = _pixels()
+    base = (resolve_trigger({"name": name, "params": {}})(x, seed=0) - x).abs().mean()
+    for point in fam.scan_points:
+        assert set(point) <= set(fam.defaults), point
+        y = resolve_trigger({"name": name, "params": point})(x, seed=0)
+        assert y.min() >= 0 and y.max() <= 1
+        if point.get("frequency") is None:
+            assert (y - x).abs().mean() > base, point
+
+
+@pytest.mark.parametrize("name", IMAGE)
 def test_image_triggers_are_deterministic_change_pixels_and_stay_in_range(name):
     x = _pixels()
     before = x.clone()

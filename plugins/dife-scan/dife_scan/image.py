@@ -14,12 +14,14 @@ from dife_core.types import Trigger
 
 FAMILY_OPTIONS = {
     "threshold": 0.3,
-    "sizes": [0.25],  # extra values of a family's `size` parameter tried besides its default
+    "points": True,  # also try each family's declared scan points (its intensity range)
 }
 INVERSION_OPTIONS = {
-    "threshold": 0.5,  # score = 1 - mask(suspect) / mask(reference) at which a checkpoint is flagged
-    "ts_threshold": 0.5,  # target-success excess of the inverted trigger at which a checkpoint is flagged
-    "min_ts_excess": 0.2,  # a mask-shrink finding needs at least this TS excess to yield a card
+    # thresholds sit above clean models of other seeds (docs/scan.md, "Benchmark"): their collapse
+    # masks reach 1 - m_s/m_r = 0.53 and their inverted triggers a TS excess of 0.63
+    "threshold": 0.6,  # score = 1 - mask(suspect) / mask(reference) at which a checkpoint is flagged
+    "ts_threshold": 0.75,  # target-success excess of the inverted trigger at which a checkpoint is flagged
+    "min_ts_excess": 0.4,  # a mask-shrink finding needs at least this TS excess to yield a card
     "steps": 300,  # optimisation steps per model
     "batch": 48,  # shadow images per step
     "grid": 32,  # mask / pattern resolution (side), capped by the image side
@@ -52,9 +54,10 @@ def _collapse(feats) -> float:
 
 
 def scan_families(ctx) -> list:
-    """Each registered image trigger family at its default parameters, and at the
-    ``sizes`` option's values of a ``size`` parameter (families that need a
-    learned value, e.g. ``pixel-patch``, are skipped)."""
+    """Each registered image trigger family at its default parameters and, with
+    the ``points`` option, at the scan points the family declares
+    (``Trigger.scan_points``: its intensity range). Families that need a learned
+    value (e.g. ``pixel-patch``) are skipped."""
     from dife_core.engine.embeddings import resolve_trigger
     from dife_core.plugins import get_registry
 
@@ -62,9 +65,7 @@ def scan_families(ctx) -> list:
     for name, fam in sorted(get_registry().all("triggers").items()):
         if fam.channel != "image":
             continue
-        points = [{}]
-        if "size" in fam.defaults:
-            points += [{"size": float(v)} for v in ctx.options.get("sizes") or () if v != fam.defaults["size"]]
+        points = [{}] + ([dict(p) for p in fam.scan_points] if ctx.options.get("points", True) else [])
         for extra in points:
             try:
                 trig = resolve_trigger({"name": name, "params": extra})
