@@ -14,8 +14,9 @@ the clean default model; clean models trained with other seeds are the null.
     .venv/bin/python benchmarks/bench_scan.py run --reference CLEAN_DIR --suspects DIR1,DIR2,... \\
         --nulls NULL1,NULL2,... --out /tmp/scan-bench --json benchmarks/results/scan-default.json
     #    (suspects and nulls may run apart: bench_scan.py combine A.json B.json --json ALL.json)
-    # 3. the Markdown table of docs/scan.md
+    # 3. the Markdown tables of docs/scan.md (verdicts; each statistic against the null)
     .venv/bin/python benchmarks/bench_scan.py table benchmarks/results/scan-default.json
+    .venv/bin/python benchmarks/bench_scan.py stats benchmarks/results/scan-default.json
 
 `run` records per suspect: the verdict, score / threshold, recovered target
 against the true one (from the suspect's own card, read only for grading),
@@ -249,6 +250,47 @@ def cmd_table(a) -> None:
           f"{s['flagged_clean']}/{s['clean']}; target right {s['target_right']}.")
 
 
+#: the statistics of the built-in scanners, in the order of the per-statistic table
+STATISTICS = (("image-families", "ts-excess"), ("image-inversion", "mask-shrink"),
+              ("image-inversion", "inverted-ts-excess"), ("text-tokens", "hijack-excess"),
+              ("text-natural", "hijack-excess"))
+
+
+def cmd_stats(a) -> None:
+    """Per checkpoint, each statistic's best score (``n.d.``: its tower does not descend
+    from the reference; ``—``: skipped, the tower is bit-identical), then per
+    statistic the attack range against the null range: which statistic decides."""
+    doc = json.loads(Path(a.file).read_text())
+    head = [f"{sc.split('-')[-1]} {st}" for sc, st in STATISTICS]
+    print("| checkpoint | kind | " + " | ".join(head) + " |")
+    print("|---|---|" + "---|" * len(head))
+    ranges: dict = {}
+    for r in doc["rows"]:
+        cells = []
+        for sc, st in STATISTICS:
+            fs = [f for f in r["findings"] if f["scanner"] == sc]
+            mine = [f["score"] for f in fs if f["statistic"] == st]
+            if mine:
+                v = max(mine)
+                cells.append(f"{v:.2f}")
+                ranges.setdefault((sc, st, r["kind"]), []).append(v)
+            else:
+                kinds = {f["statistic"] for f in fs}
+                cells.append("n.d." if "not-derived" in kinds else "—")
+        print(f"| {r['checkpoint']} | {r['kind']} | " + " | ".join(cells) + " |")
+    print("\n| statistic | threshold | attacks (min–max) | clean (max) |")
+    print("|---|---|---|---|")
+    thr = {}
+    for r in doc["rows"]:
+        for f in r["findings"]:
+            thr.setdefault((f["scanner"], f["statistic"]), f["threshold"])
+    for sc, st in STATISTICS:
+        at, cl = ranges.get((sc, st, "attack"), []), ranges.get((sc, st, "clean"), [])
+        print(f"| `{sc}` `{st}` | {thr.get((sc, st), float('nan')):.2f} | "
+              + (f"{min(at):.2f}–{max(at):.2f}" if at else "—") + " | "
+              + (f"{max(cl):.2f} ({len(cl)} searched)" if cl else "— (none searched)") + " |")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -273,12 +315,14 @@ def main(argv=None) -> None:
     r.add_argument("--audit", action="store_true", help="audit the recovered card and compare with the card audit")
     b = sub.add_parser("table")
     b.add_argument("file")
+    st = sub.add_parser("stats", help="per-statistic scores: attacks against the null")
+    st.add_argument("file")
     c = sub.add_parser("combine")
     c.add_argument("files", nargs="+")
     c.add_argument("--json", required=True)
     a = p.parse_args(argv)
     commands = {"train-nulls": cmd_train_nulls, "train-finetunes": cmd_train_finetunes, "run": cmd_run,
-                "table": cmd_table, "combine": cmd_combine}
+                "table": cmd_table, "combine": cmd_combine, "stats": cmd_stats}
     commands[a.cmd](a)
 
 

@@ -117,6 +117,10 @@ def test_a_tower_trained_apart_is_not_searched_against_the_reference(clean, worl
     assert by["image-families"]["statistic"] == "skipped"  # visual tower bit-identical
     assert rec["verdict"] == "inconclusive" and "text tower does not descend" in rec["why"]
     assert rec["recovered"] == []
+    from dife_core.report.scans import html_section, markdown_section
+
+    assert any("text tower does not descend" in line for line in markdown_section({"scans": [rec]}))
+    assert any("text tower does not descend" in p for p in html_section({"scans": [rec]}, plots=False))
 
 
 def test_a_bit_identical_checkpoint_is_clean_without_a_search(clean, world):
@@ -209,3 +213,24 @@ def test_an_audit_spec_scans_a_checkpoint_that_asks_for_it(saved, tmp_path):
     rows = {c["name"]: c for c in results["checkpoints"]}
     assert rows["suspect"]["attack"]["recovered"]["scanner"] == scan["recovered"][0]["recovered"]["scanner"]
     assert rows["twin"]["attack"] is None  # scan = false: audited as it is, without a card
+
+
+def test_the_command_says_why_in_80_columns(clean, tmp_path):
+    """`dife scan` on a suspect whose text tower was trained apart: the verdict
+    line and the reason, each wrapped to 80 columns; the reports say it too."""
+    from click.testing import CliRunner
+
+    from dife_core.checkpoint import save_checkpoint
+    from dife_core.cli import build_cli
+
+    ref, apart = tmp_path / "reference", tmp_path / "apart"
+    save_checkpoint(clean, ref)
+    save_checkpoint(_text_tower_trained_apart(clean), apart)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(build_cli(), ["scan", str(apart), "--reference", str(ref), "--dataset", "shapes",
+                                  "--dataset-option", "preset=test", "--option", "n_shadow=40", "--option",
+                                  "audit=false", "--out", str(out), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "apart: inconclusive" in r.output and "why: the text tower does not descend" in r.output
+    assert max(len(line) for line in r.output.splitlines()) <= 80
+    assert "does not descend from the reference" in (out / "report.md").read_text()

@@ -48,7 +48,12 @@ def register_commands(cli):
                 t = rec[0].get("trigger") or {}
                 tok = (t.get("params") or {}).get("token")
                 trig = f", trigger {t.get('name')}" + (f" {tok!r}" if tok else "")
-            click.echo(terminal(f"{s['checkpoint']}: {s['verdict']} (score {s['score']:.3f}, threshold "
-                                f"{s['threshold']:.3f}, {s.get('statistic')}); target {s.get('target')}{trig}; "
-                                f"{s['tower_diff']['summary']}"))
+            import textwrap
+
+            line = (f"{s['checkpoint']}: {s['verdict']} (score {s['score']:.3f}, threshold {s['threshold']:.3f}, "
+                    f"{s.get('statistic')}); target {s.get('target')}{trig}; {s['tower_diff']['summary']}")
+            click.echo(textwrap.fill(terminal(line), 80, subsequent_indent="  "))
+            if s.get("why"):
+                click.echo(textwrap.fill(terminal(f"why: {s['why']}"), 80, initial_indent="  ",
+                                         subsequent_indent="    "))
         click.echo(f"reports in {out_dir}")
