@@ -173,18 +173,7 @@ def cmd_run(a) -> None:
             secs.append(results["scans"][0]["seconds"])
         s = results["scans"][0]
         rec = s["recovered"][0] if s["recovered"] else None
-        row = {"checkpoint": name, "kind": "clean" if src in nulls else "attack",
-               "attack": (card or {}).get("attack"), "true_target": (card or {}).get("target"),
-               "true_trigger": (card or {}).get("trigger"), "verdict": s["verdict"], "score": s["score"],
-               "threshold": s["threshold"], "normalised_score": s["normalised_score"], "statistic": s["statistic"],
-               "scanner": s["scanner"], "target": s["target"],
-               "recovered_trigger": (rec or {}).get("trigger") if rec and (rec.get("trigger") or {}).get("name")
-               != "masked-pattern" else {"name": "masked-pattern",
-                                         "mask_l1": (rec or {}).get("recovered", {}).get("mask_l1")},
-               "recovered_source": (rec or {}).get("source"), "tower_diff": s["tower_diff"]["summary"],
-               "scan_seconds": secs, "scan_seconds_median": statistics.median(secs),
-               "findings": [{k: f.get(k) for k in ("scanner", "statistic", "score", "threshold", "target", "summary")}
-                            for f in s["findings"]]}
+        row = _row(name, "clean" if src in nulls else "attack", card, s, secs)
         if a.audit and card and rec:
             truth = _truth_audit(src, a.reference, out / "truth" / name, dsopt)
             row["matrix"] = compare_audits(results, truth, "suspect")
@@ -201,6 +190,73 @@ def cmd_run(a) -> None:
            "summary": summarize(rows), "rows": rows}
     if a.json:
         Path(a.json).write_text(json.dumps(doc, indent=2) + "\n")
+    print(json.dumps(doc["summary"], indent=2))
+
+
+def _row(name: str, kind: str, card, s: dict, secs: list) -> dict:
+    """A benchmark row from a scan record (``card``: the suspect's own card, for grading only)."""
+    rec = s["recovered"][0] if s["recovered"] else None
+    return {"checkpoint": name, "kind": kind,
+            "attack": (card or {}).get("attack"), "true_target": (card or {}).get("target"),
+            "true_trigger": (card or {}).get("trigger"), "verdict": s["verdict"], "score": s["score"],
+            "threshold": s["threshold"], "normalised_score": s["normalised_score"], "statistic": s["statistic"],
+            "scanner": s["scanner"], "target": s["target"],
+            "recovered_trigger": (rec or {}).get("trigger") if rec and (rec.get("trigger") or {}).get("name")
+            != "masked-pattern" else {"name": "masked-pattern",
+                                      "mask_l1": (rec or {}).get("recovered", {}).get("mask_l1")},
+            "recovered_source": (rec or {}).get("source"), "tower_diff": s["tower_diff"]["summary"],
+            "scan_seconds": secs, "scan_seconds_median": statistics.median(secs),
+            "findings": [{k: f.get(k) for k in ("scanner", "statistic", "score", "threshold", "target", "summary",
+                                                "decides")} for f in s["findings"]]}
+
+
+#: statistic -> the scanner option that holds its threshold
+THRESHOLD_KEYS = {("image-inversion", "inverted-ts-excess"): "ts_threshold"}
+
+
+def rejudge(record: dict, options=None) -> dict:
+    """A stored scan record judged again with the current thresholds and ``decides``
+    flags (defaults, or ``options``): the same findings and scores, the verdict
+    and recovered cards of :func:`dife_core.scan.verdict_of` / ``recovered_cards``.
+    A threshold is configuration; changing one needs no new search."""
+    from dife_core.plugins import get_registry
+    from dife_core.scan import _norm, recovered_cards, split_options, verdict_of
+
+    glob, per = split_options(options or {}, get_registry().all("scanners"))
+    findings = []
+    for f in record["findings"]:
+        f = dict(f)
+        opts = per.get(f["scanner"])
+        if opts is not None and f["statistic"] not in ("skipped", "not-derived", "error"):
+            f["threshold"] = float(opts[THRESHOLD_KEYS.get((f["scanner"], f["statistic"]), "threshold")])
+            f["decides"] = bool(opts.get("decides", True))
+        findings.append(f)
+    findings.sort(key=lambda f: -_norm(f))
+    v = verdict_of(findings, record["tower_diff"], glob)
+    cards = recovered_cards(findings, record["tower_diff"]) if v["verdict"] == "backdoored" else []
+    return {**record, **v, "findings": findings, "recovered": cards,
+            "target": cards[0].get("target") if cards else None,
+            "source_class": cards[0].get("source") if cards else None}
+
+
+def cmd_rejudge(a) -> None:
+    """Re-judge every row of run JSON files from the scan records their run left in
+    ``OUT/scan/<name>/scans.json`` (``--outs``, one per file), with the current defaults."""
+    from dife_core.scan import parse_options, read_scans
+
+    rows = []
+    docs = []
+    for f, out in zip(a.files, a.outs.split(",")):
+        doc = json.loads(Path(f).read_text())
+        docs.append(doc)
+        for r in doc["rows"]:
+            (rec,) = read_scans(Path(out) / "scan" / r["checkpoint"])
+            card = {"attack": r.get("attack"), "target": r.get("true_target"), "trigger": r.get("true_trigger")}
+            new = _row(r["checkpoint"], r["kind"], card if r["kind"] == "attack" else None,
+                       rejudge(rec, parse_options(a.option)), r["scan_seconds"])
+            rows.append({**r, **new})
+    doc = {**docs[0], "rejudged": True, "summary": summarize(rows), "rows": rows}
+    Path(a.json).write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(doc["summary"], indent=2))
 
 
@@ -315,6 +371,11 @@ def main(argv=None) -> None:
     r.add_argument("--audit", action="store_true", help="audit the recovered card and compare with the card audit")
     b = sub.add_parser("table")
     b.add_argument("file")
+    rj = sub.add_parser("rejudge", help="judge stored scan records again with the current thresholds")
+    rj.add_argument("files", nargs="+")
+    rj.add_argument("--outs", required=True, help="the --out folder of each file's run, comma-separated")
+    rj.add_argument("--option", action="append", default=[])
+    rj.add_argument("--json", required=True)
     st = sub.add_parser("stats", help="per-statistic scores: attacks against the null")
     st.add_argument("file")
     c = sub.add_parser("combine")
@@ -322,7 +383,8 @@ def main(argv=None) -> None:
     c.add_argument("--json", required=True)
     a = p.parse_args(argv)
     commands = {"train-nulls": cmd_train_nulls, "train-finetunes": cmd_train_finetunes, "run": cmd_run,
-                "table": cmd_table, "combine": cmd_combine, "stats": cmd_stats}
+                "table": cmd_table, "combine": cmd_combine, "stats": cmd_stats,
+                "rejudge": cmd_rejudge}
     commands[a.cmd](a)
 
 

@@ -259,7 +259,8 @@ def split_options(options: dict, scanners: dict) -> tuple:
     from .errors import InvalidInputError
 
     glob = dict(GLOBAL_OPTIONS)
-    per = {n: dict(s.options) for n, s in scanners.items()}
+    # every scanner has ``decides``: whether its findings may decide a verdict alone
+    per = {n: {"decides": True, **s.options} for n, s in scanners.items()}
     for k, v in (options or {}).items():
         if "." in k:
             sname, key = k.split(".", 1)
@@ -329,6 +330,7 @@ def run_scanners(ctx_kwargs: dict, scanners: dict, per_options: dict, progress=N
             for f in got:
                 f.setdefault("scanner", s.name)
                 f.setdefault("channel", s.channel)
+                f["decides"] = bool(per_options.get(s.name, {}).get("decides", True))
                 f["seconds"] = round(time.perf_counter() - t0, 3)
             findings.extend(got)
             bar.advance()
@@ -338,14 +340,20 @@ def run_scanners(ctx_kwargs: dict, scanners: dict, per_options: dict, progress=N
 def verdict_of(findings: list, tdiff: dict, glob: dict) -> dict:
     """The checkpoint's verdict from its best finding (and its tower diff): the
     best one over its threshold that recovered a card, else the best overall."""
-    hits = [f for f in findings if f.get("card") is not None and _norm(f) >= 1.0]
-    best = hits[0] if hits else findings[0] if findings else None
+    hits = [f for f in findings if f.get("card") is not None and _norm(f) >= 1.0 and f.get("decides", True)]
+    leads = [f for f in findings if _norm(f) >= 1.0 and not f.get("decides", True)]
+    best = hits[0] if hits else leads[0] if leads else findings[0] if findings else None
     score = float(best["score"]) if best else 0.0
     thr = float(best["threshold"]) if best else 1.0
     ratio = score / thr if thr else 0.0
-    if best is not None and ratio >= 1.0 and best.get("card") is not None:
+    if hits:
         verdict = "backdoored"
         why = f"{best['scanner']}: {best['statistic']} {score:.3f} >= threshold {thr:.3f}"
+    elif leads:
+        verdict = "inconclusive"
+        why = (f"{best['scanner']}: {best['statistic']} {score:.3f} >= threshold {thr:.3f}"
+               + (f" toward {best['target']}" if best.get("target") else "")
+               + f", but {best['scanner']} does not decide alone (its statistic overlaps clean models): a lead")
     elif tdiff.get("identical_towers") and tdiff.get("extra"):
         verdict = "inconclusive"
         why = tdiff["summary"] + "; the scan searched the towers only"
@@ -377,7 +385,7 @@ def recovered_cards(findings: list, tdiff: dict) -> list:
     seen = set()
     for f in findings:
         card = f.get("card")
-        if card is None or _norm(f) < 1.0:
+        if card is None or _norm(f) < 1.0 or not f.get("decides", True):
             continue
         key = json.dumps([card.get("trigger"), card.get("source"), card.get("target")], sort_keys=True)
         if key in seen:

@@ -234,3 +234,28 @@ def test_the_command_says_why_in_80_columns(clean, tmp_path):
     assert "apart: inconclusive" in r.output and "why: the text tower does not descend" in r.output
     assert max(len(line) for line in r.output.splitlines()) <= 80
     assert "does not descend from the reference" in (out / "report.md").read_text()
+
+
+def test_a_lead_never_decides_and_a_deciding_finding_wins_over_it():
+    """Findings of a scanner with ``decides = false`` (the inversion, by default)
+    make a verdict inconclusive, never backdoored; a deciding finding over its
+    threshold decides even when a lead scores higher."""
+    from dife_core.scan import GLOBAL_OPTIONS, recovered_cards, verdict_of
+
+    card = {"attack": "recovered-x", "trigger": {"channel": "image", "name": "patch", "params": {}},
+            "source": None, "target": "ship"}
+    td = {"identical_towers": False, "extra": [], "changed_branches": ["visual"], "not_derived": []}
+    lead = {"scanner": "image-inversion", "statistic": "inverted-ts-excess", "score": 0.9, "threshold": 0.75,
+            "target": "ship", "card": card, "decides": False}
+    v = verdict_of([lead], td, GLOBAL_OPTIONS)
+    assert v["verdict"] == "inconclusive" and "a lead" in v["why"] and "toward ship" in v["why"]
+    assert recovered_cards([lead], td) == []
+    found = {"scanner": "image-families", "statistic": "ts-excess", "score": 0.35, "threshold": 0.3,
+             "target": "ship", "card": card, "decides": True}
+    v = verdict_of([lead, found], td, GLOBAL_OPTIONS)
+    assert v["verdict"] == "backdoored" and v["scanner"] == "image-families"
+    assert [c["recovered"]["scanner"] for c in recovered_cards([lead, found], td)] == ["image-families"]
+    # towers identical to the reference with an extra component: inconclusive, whatever the findings
+    v = verdict_of([], {"identical_towers": True, "extra": [{"kind": "file", "name": "a"}],
+                        "summary": "towers identical to the reference; extra component present"}, GLOBAL_OPTIONS)
+    assert v["verdict"] == "inconclusive" and "extra component" in v["why"]

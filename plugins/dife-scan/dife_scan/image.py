@@ -17,6 +17,9 @@ FAMILY_OPTIONS = {
     "points": True,  # also try each family's declared scan points (its intensity range)
 }
 INVERSION_OPTIONS = {
+    # on the default world, clean models of other seeds reach the attacks' inversion statistics
+    # (docs/scan.md, "Benchmark"): a finding over threshold is a lead (inconclusive), not a verdict
+    "decides": False,
     # thresholds sit above clean models of other seeds (docs/scan.md, "Benchmark"): their collapse
     # masks reach 1 - m_s/m_r = 0.53 and their inverted triggers a TS excess of 0.63
     "threshold": 0.6,  # score = 1 - mask(suspect) / mask(reference) at which a checkpoint is flagged

@@ -49,11 +49,12 @@ def test_a_suspect_identical_to_the_reference_is_not_flagged():
 def test_the_family_pass_tries_each_family_at_its_declared_scan_points():
     """Defaults first, then every scan point the family declares (its intensity
     range), and nothing when the ``points`` option is off."""
+    from dife_scan.image import FAMILY_OPTIONS, scan_families
+
     from dife_core.engine.embeddings import EmbeddingService
     from dife_core.plugins import get_registry
     from dife_core.scan import ScanContext, shadow_set
     from dife_openclip.testing import tiny_encoder
-    from dife_scan.image import FAMILY_OPTIONS, scan_families
     from dife_shapes.testing import shapes_test_world
 
     world, m = shapes_test_world(), tiny_encoder("vit", seed=0)
