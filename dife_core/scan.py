@@ -32,8 +32,8 @@ from typing import Any, Optional
 
 import attrs
 
-#: bump when a change alters what a scan measures, so --resume rescans
-SCAN_VERSION = 2
+#: bump when a change alters what a scan measures (scanners, trigger families' scan points), so --resume rescans
+SCAN_VERSION = 3
 SCANS_FILE = "scans.json"
 VERDICTS = ("backdoored", "clean", "inconclusive")
 #: scan-wide options (``--option KEY=VALUE``); scanner options are ``SCANNER.KEY``
@@ -279,7 +279,7 @@ def split_options(options: dict, scanners: dict) -> tuple:
 
 
 #: the towers a scanner's trigger channel searches ("none": natural data, read through both)
-_CHANNEL_TOWERS = {"image": ("visual",), "text": ("text",), "none": ("visual", "text")}
+_CHANNEL_TOWERS = {"image": ("visual",), "text": ("text",), "none": ("visual", "text"), "weights": ()}
 
 
 def _norm(f: dict) -> float:

@@ -267,13 +267,24 @@ def make_text_suffix(token: str = "xbtd"):
     return apply
 
 
+#: the corners of the RGB cube: the solid colours the scan's patch points try
+_CUBE = tuple([float(r), float(g), float(b)] for r in (0, 1) for g in (0, 1) for b in (0, 1))
+#: where and what a patch trigger may be, for dife scan's family pass: every position, the
+#: noise and checkerboard patterns and the eight pure colours, at the default size and at 0.25
+_PATCH_POINTS = tuple({"corner": c, "size": z, **look}
+                      for c in CORNERS for z in (0.125, 0.25)
+                      for look in ({"pattern": "random"}, {"pattern": "checkerboard"},
+                                   *({"pattern": "solid", "color": col} for col in _CUBE))
+                      if not (c == "bottom-right" and z == 0.125 and look == {"pattern": "random"}))
+
+
 TRIGGERS = (
     Trigger(name="patch", channel="image", make=make_patch,
             description=("Square patch (random noise, checkerboard or solid) at a fixed corner or a random position "
                          "(BadNets / CleanCLIP)"),
             defaults={"size": 0.125, "pattern": "random", "location": "fixed", "corner": "bottom-right",
                       "color": [1.0, 1.0, 1.0], "pattern_seed": 0},
-            scan_points=({"size": 0.25},)),
+            scan_points=_PATCH_POINTS),
     Trigger(name="blend", channel="image", make=make_blend,
             description="Whole-image blend with a fixed pattern at ratio alpha (Blended)",
             defaults={"alpha": 0.2, "pattern": "random", "pattern_seed": 0},
