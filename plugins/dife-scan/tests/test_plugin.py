@@ -49,6 +49,8 @@ def test_a_suspect_identical_to_the_reference_is_not_flagged():
 def test_the_family_pass_tries_each_family_at_its_declared_scan_points():
     """Defaults first, then every scan point the family declares (its intensity
     range), and nothing when the ``points`` option is off."""
+    import json
+
     from dife_scan.image import FAMILY_OPTIONS, scan_families
 
     from dife_core.engine.embeddings import EmbeddingService
@@ -60,14 +62,17 @@ def test_the_family_pass_tries_each_family_at_its_declared_scan_points():
     world, m = shapes_test_world(), tiny_encoder("vit", seed=0)
     kw = dict(suspect=m, reference=m, world=world, embeddings=EmbeddingService(), shadow=shadow_set(world, 40),
               templates=tuple(world.templates))
-    tried = {(f["details"]["family"], tuple(sorted(f["details"]["params"].items())))
+    def key(name, params):
+        return name, json.dumps(params, sort_keys=True)
+
+    tried = {key(f["details"]["family"], f["details"]["params"])
              for f in scan_families(ScanContext(options=dict(FAMILY_OPTIONS), **kw))}
     want = set()
     for name, fam in get_registry().all("triggers").items():
-        if fam.channel == "image" and (name, ()) in tried:
-            want |= {(name, ())} | {(name, tuple(sorted(p.items()))) for p in fam.scan_points}
+        if fam.channel == "image" and key(name, {}) in tried:
+            want |= {key(name, {})} | {key(name, p) for p in fam.scan_points}
     assert want and want <= tried
-    assert any(p for _, p in tried)  # at least one family declares scan points (dife-backdoors)
+    assert any(p != "{}" for _, p in tried)  # at least one family declares scan points (dife-backdoors)
     off = scan_families(ScanContext(options={**FAMILY_OPTIONS, "points": False}, **kw))
     assert all(f["details"]["params"] == {} for f in off)
     # the same model as suspect and reference: no excess anywhere
