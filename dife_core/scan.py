@@ -266,16 +266,31 @@ def split_options(options: dict, scanners: dict) -> tuple:
             sname, key = k.split(".", 1)
             if sname not in scanners:
                 raise InvalidInputError(f"--option {k}: no scanner {sname!r}; scanners: {', '.join(sorted(scanners))}.")
-            if key not in scanners[sname].options:
+            if key not in per[sname]:
                 raise InvalidInputError(f"--option {k}: scanner {sname!r} has no option {key!r}; options: "
-                                        f"{', '.join(sorted(scanners[sname].options)) or '(none)'}.")
-            per[sname][key] = v
+                                        f"{', '.join(sorted(per[sname]))}.")
+            per[sname][key] = _typed(k, v, per[sname][key])
         elif k in glob:
-            glob[k] = v
+            glob[k] = _typed(k, v, glob[k])
         else:
             raise InvalidInputError(f"--option {k}: unknown scan option; scan options: {', '.join(sorted(glob))}, "
                                     f"or SCANNER.KEY for a scanner's own (`dife scan --help`).")
     return glob, per
+
+
+def _typed(key: str, value, default):
+    """``value`` if it has the kind of its default (a boolean, a number, a list, a
+    string), else an input error naming the option."""
+    from .errors import InvalidInputError
+
+    kind = (bool if isinstance(default, bool) else (int, float) if isinstance(default, (int, float))
+            else list if isinstance(default, list) else str)
+    if not isinstance(value, kind) or (kind == (int, float) and isinstance(value, bool)):
+        want = {bool: "true or false", list: "a JSON list", str: "a string"}.get(kind, "a number")
+        raise InvalidInputError(f"--option {key}={value!r}: expected {want} (default {default!r}).")
+    if isinstance(value, float) and value != value:
+        raise InvalidInputError(f"--option {key}: NaN is not a value.")
+    return value
 
 
 #: the towers a scanner's trigger channel searches ("none": natural data, read through both)
@@ -303,9 +318,8 @@ def run_scanners(ctx_kwargs: dict, scanners: dict, per_options: dict, progress=N
             # one whose tower was trained apart from the reference has no null to be compared with
             towers = _CHANNEL_TOWERS.get(s.channel, ("visual", "text"))
             skip = None
-            if towers == ("visual",) or towers == ("text",):
-                if (branches.get(towers[0]) or {}).get("identical"):
-                    skip = ("skipped", f"the {towers[0]} tower is bit-identical to the reference")
+            if len(towers) == 1 and (branches.get(towers[0]) or {}).get("identical"):
+                skip = ("skipped", f"the {towers[0]} tower is bit-identical to the reference")
             apart = [t for t in towers if t in branches and not branches[t].get("derived", True)]
             if skip is None and apart:
                 skip = ("not-derived", f"the {' and '.join(apart)} tower does not descend from the reference "

@@ -147,6 +147,27 @@ def test_options_are_checked():
         split_options({"text-tokens.bogus": 1}, scanners)
     with pytest.raises(InvalidInputError, match="KEY=VALUE"):
         parse_options(["novalue"])
+    # every scanner has `decides`, declared or not
+    _, per = split_options(parse_options(["image-families.decides=false", "lineage_cosine=0.9"]), scanners)
+    assert per["image-families"]["decides"] is False and per["image-inversion"]["decides"] is False
+    # a value of the wrong kind is an input error naming the option, never a crash later
+    for bad, want in (("lineage_cosine=abc", "expected a number"), ("audit=1", "expected true or false"),
+                      ("n_shadow=true", "expected a number"), ("text-tokens.positions=3", "expected a JSON list"),
+                      ("image-families.decides=maybe", "expected true or false")):
+        with pytest.raises(InvalidInputError, match=want):
+            split_options(parse_options([bad]), scanners)
+
+
+def test_a_token_is_not_credited_for_what_it_takes_from_the_reference():
+    import numpy as np
+    from dife_scan.text import token_excess
+
+    z = np.zeros((2, 2))
+    hs = np.array([[0.0, 0.8], [0.0, 0.0]])
+    hr_loss = np.array([[0.0, -0.5], [0.0, 0.0]])  # the token pushes the reference's prompts away
+    hr_gain = np.array([[0.0, 0.3], [0.0, 0.0]])
+    assert token_excess(hs, z, hr_loss, z)[0, 1] == pytest.approx(0.8)  # not 1.3
+    assert token_excess(hs, z, hr_gain, z)[0, 1] == pytest.approx(0.5)
 
 
 def test_masked_pattern_family_checks_its_parameters():

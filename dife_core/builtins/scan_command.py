@@ -33,6 +33,8 @@ def register_commands(cli):
     def scan(checkpoint, reference, out_dir, dataset, dataset_options, options, nulls, loader, device, seed,
              resume, force, no_progress, limits):
         """Scan CHECKPOINT for a backdoor against --reference, then audit what was found."""
+        import textwrap
+
         from dife_core.safetext import terminal
         from dife_core.scan import parse_options, run_scan
 
@@ -48,8 +50,6 @@ def register_commands(cli):
                 t = rec[0].get("trigger") or {}
                 tok = (t.get("params") or {}).get("token")
                 trig = f", trigger {t.get('name')}" + (f" {tok!r}" if tok else "")
-            import textwrap
-
             line = (f"{s['checkpoint']}: {s['verdict']} (score {s['score']:.3f}, threshold {s['threshold']:.3f}, "
                     f"{s.get('statistic')}); target {s.get('target')}{trig}; {s['tower_diff']['summary']}")
             click.echo(textwrap.fill(terminal(line), 80, subsequent_indent="  "))

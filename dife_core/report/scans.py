@@ -50,7 +50,8 @@ def markdown_section(results: dict) -> list:
                  f"against threshold {_num(s.get('threshold'))} ({md(s.get('statistic'))}, {md(s.get('scanner'))}); "
                  f"target {md(s.get('target'))}; false-positive rate "
                  f"{_num(fpr) if fpr is not None else 'unknown (no clean checkpoints given)'}.")
-        L.append(f"  - why: {md(s.get('why'))}")
+        if s.get("why"):
+            L.append(f"  - why: {md(s.get('why'))}")
         L.append(f"  - tower diff: {md((s.get('tower_diff') or {}).get('summary'))}")
         for c in s.get("recovered") or []:
             r = c.get("recovered") or {}
@@ -100,8 +101,8 @@ def html_section(results: dict, *, plots: bool = True) -> list:
                  f'{e(_num(s.get("threshold")))} ({e(s.get("statistic"))}, {e(s.get("scanner"))}); target '
                  f'{e(s.get("target"))}; false-positive rate '
                  f'{e(_num(fpr)) if fpr is not None else "unknown (no clean checkpoints given)"}.<br>'
-                 f'why: {e(s.get("why"))}<br>'
-                 f'tower diff: {e((s.get("tower_diff") or {}).get("summary"))}</div>')
+                 + (f'why: {e(s.get("why"))}<br>' if s.get("why") else "")
+                 + f'tower diff: {e((s.get("tower_diff") or {}).get("summary"))}</div>')
         rows = []
         for c in s.get("recovered") or []:
             r = c.get("recovered") or {}

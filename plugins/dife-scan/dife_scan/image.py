@@ -17,11 +17,10 @@ FAMILY_OPTIONS = {
     "points": True,  # also try each family's declared scan points (its intensity range)
 }
 INVERSION_OPTIONS = {
-    # on the default world, clean models of other seeds reach the attacks' inversion statistics
-    # (docs/scan.md, "Benchmark"): a finding over threshold is a lead (inconclusive), not a verdict
+    # on the default world clean models of other seeds reach the attacks' inversion statistics
+    # (docs/scan.md, "Benchmark": mask-shrink 0.54, TS excess 0.77), so a finding over threshold
+    # is a lead (inconclusive), not a verdict
     "decides": False,
-    # thresholds sit above clean models of other seeds (docs/scan.md, "Benchmark"): their collapse
-    # masks reach 1 - m_s/m_r = 0.53 and their inverted triggers a TS excess of 0.63
     "threshold": 0.6,  # score = 1 - mask(suspect) / mask(reference) at which a checkpoint is flagged
     "ts_threshold": 0.75,  # target-success excess of the inverted trigger at which a checkpoint is flagged
     "min_ts_excess": 0.4,  # a mask-shrink finding needs at least this TS excess to yield a card

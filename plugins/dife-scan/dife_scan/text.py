@@ -167,12 +167,9 @@ class _Side:
         return lp, holder.get("o")
 
 
-def _objective(sus: _Side, ref, strings, rows_not_t, t: int, grad=False):
-    """``J = mean(log p_s(t) - log p_r(t))`` over the rows not of class t; with
-    no ``ref``, ``J = mean(log p_s(t))`` (the model's own search)."""
+def _objective(sus: _Side, ref: _Side, strings, rows_not_t, t: int, grad=False):
+    """``J = mean(log p_s(t) - log p_r(t))`` over the rows not of class t."""
     lps, os_ = sus.logp(strings, grad)
-    if ref is None:
-        return lps[:, t][rows_not_t].mean(), os_, None, lps, None
     lpr, or_ = ref.logp(strings, grad)
     j = (lps[:, t] - lpr[:, t])[rows_not_t].mean()
     return j, os_, or_, lps, lpr
@@ -188,7 +185,7 @@ def _search(ctx, sus: _Side, ref: _Side, position: str, prompts: list, vocab, ta
     cls = torch.tensor([c for c, _ in prompts])
     texts = [p for _, p in prompts]
     g = torch.Generator().manual_seed(ctx.seed)
-    same_vocab = ref is not None and ref.acc.embedding.weight.shape == acc.embedding.weight.shape
+    same_vocab = ref.acc.embedding.weight.shape == acc.embedding.weight.shape
     e_s = acc.embedding.weight.detach().float().cpu()[vocab]
     e_r = ref.acc.embedding.weight.detach().float().cpu()[vocab] if same_vocab else None
     init = acc.core("the")[:1] or [int(vocab[0])]
@@ -233,7 +230,7 @@ def _search(ctx, sus: _Side, ref: _Side, position: str, prompts: list, vocab, ta
                 strs = list(dict.fromkeys(acc.decode(c).strip() for c in cands))
                 flat = [s for c in strs for s in _apply(position, c, texts)]
                 _, _, _, lps, lpr = _objective(sus, ref, flat, slice(None), t)
-                per = (lps[:, t] - (lpr[:, t] if lpr is not None else 0.0)).view(len(strs), len(texts))[:, rows].mean(1)
+                per = (lps[:, t] - lpr[:, t]).view(len(strs), len(texts))[:, rows].mean(1)
                 i = int(per.argmax())
                 ids = acc.core(strs[i]) or ids
                 if t not in best or float(per[i]) > best[t][0]:
@@ -244,6 +241,16 @@ def _search(ctx, sus: _Side, ref: _Side, position: str, prompts: list, vocab, ta
             targets = sorted(best, key=lambda t: -best[t][0])[:int(o["keep_targets"])]
     return [(best[t][0], acc.decode(best[t][1]).strip(), t) for t in sorted(best, key=lambda t: -best[t][0])
             [:int(o["keep_targets"])]]
+
+
+def token_excess(hs, hs0, hr, hr0):
+    """What a token adds to the hijack matrix on the suspect (``hs - hs0``) minus what
+    it adds on the reference. A token that pushes the reference's prompts *away*
+    from a class is no evidence on the suspect: only the reference's gain is
+    subtracted, so the excess never exceeds the suspect's own gain."""
+    import numpy as np
+
+    return (hs - hs0) - np.maximum(hr - hr0, 0.0)
 
 
 def _caption_words(world, cap: int = 5000) -> list:
@@ -299,9 +306,7 @@ def scan_tokens(ctx) -> list:
         applied = resolve_trigger(spec)
         hs = hijack_matrix(ctx, ctx.suspect, prompts, applied, k=int(o["k"]))
         hr = hijack_matrix(ctx, ctx.reference, prompts, applied, k=int(o["k"]))
-        # a token that pushes the reference's prompts *away* from t is no evidence on the suspect:
-        # only the reference's gain is subtracted, so the score never exceeds the suspect's own gain
-        ex = (hs - hs0) - np.maximum(hr - hr0, 0.0)
+        ex = token_excess(hs, hs0, hr, hr0)
         col = np.delete(ex[:, t], t)
         s = int(np.argmax(np.where(np.arange(len(names)) == t, -np.inf, ex[:, t])))
         broad = float(col.mean()) >= float(o["source_share"]) * float(ex[s, t])
