@@ -183,7 +183,10 @@ def prediction_share(results: dict, interfaces=tuple(EXTRA)) -> dict:
             pred = ("exposed" if iface in (f.get("predicted_exposed") or []) else
                     "weak" if iface in (f.get("predicted_weak") or []) else None)
             if pred is None:
-                uncovered.append({"checkpoint": f["checkpoint"], "interface": iface, "measured": c["status"]})
+                why = ("confounded: the control is exposed there" if iface in (f.get("confounded") or [])
+                       else "outside the footprint's rule")
+                uncovered.append({"checkpoint": f["checkpoint"], "interface": iface, "measured": c["status"],
+                                  "why": why})
                 continue
             total += 1
             ok = (c["status"] == "exposed") == (pred == "exposed")
@@ -220,7 +223,8 @@ def extra_markdown(results: dict) -> str:
         out.append(f"- miss: {m['checkpoint']} × {m['interface']}: predicted {m['predicted']}, "
                    f"measured {m['measured']}")
     for u in share["uncovered"]:
-        out.append(f"- not covered by the prediction: {u['checkpoint']} × {u['interface']} ({u['measured']})")
+        out.append(f"- not covered by the prediction: {u['checkpoint']} × {u['interface']} ({u['measured']}; "
+                   f"{u.get('why', '')})")
     flagged = [c for c in results.get("controls", []) if set(c.get("exposed") or ()) & set(EXTRA)]
     out.append("Controls flagged on an extra interface: " + (", ".join(
         f"{c['checkpoint']} ({', '.join(sorted(set(c['exposed']) & set(EXTRA)))})" for c in flagged) or "none") + ".")

@@ -15,6 +15,8 @@ import attrs
 READOUTS = ("image-features", "text-features", "score")
 #: Trigger channels. ``mechanism`` = an attack-specific route (e.g. a learned prompt).
 CHANNELS = ("image", "text", "mechanism", "none")
+#: how an interface decides its target event (InterfaceCard.decision)
+DECISIONS = ("comparison", "cut")
 #: Cell statuses (docs/engine.md).
 STATUSES = ("exposed", "weak", "negative", "n.e.", "error")
 #: Footprints (docs/engine.md).
@@ -214,6 +216,13 @@ class InterfaceCard:
     options: dict = attrs.field(factory=dict)
     #: one-line doc per option ``{name: text}``
     option_docs: dict = attrs.field(factory=dict)
+    #: how the target event is decided: ``"comparison"`` -- the target beats
+    #: the alternatives for the same input (a class wins, an item ranks in the
+    #: top K, a candidate is selected, a head predicts it) -- or ``"cut"`` -- a
+    #: score clears a fixed cut set by true pairs (a data filter). A footprint
+    #: says which tower moves the target's score, not how far, so it predicts
+    #: only comparison events (docs/engine.md, "Prediction").
+    decision: str = attrs.field(default="comparison", validator=_one_of(DECISIONS))
 
     @property
     def column_title(self) -> str:

@@ -71,6 +71,9 @@ def test_errors_controls_and_uncertain_cells_change_the_decision():
     assert _by_name(r)["v"]["decision"] == "text-tower-only"
     fp["predicted_weak"] = exposed[-1:]
     assert _by_name(r)["v"]["decision"] == "do-not-deploy"
+    # ... unless that cell was predicted weak only for its cut (a filter): it says nothing of the text tower
+    fp["below_cut"] = exposed[-1:]
+    assert _by_name(r)["v"]["decision"] == "text-tower-only"
     # the only exposure lies within its interval: inconclusive, not exposed
     r = make_results({"w": "weak"})
     r = set_cell(r, "w", "zero-shot-classification", value=0.45, ci_low=0.37, ci_high=0.53, straddles=True)

@@ -92,7 +92,7 @@ def card_fields(card) -> dict:
     return {
         "readout": card.readout, "trigger_channels": list(card.trigger_channels), "target_event": card.target_event,
         "population": card.population, "reference": card.reference, "metric": card.metric,
-        "extra_metrics": list(card.extra_metrics), "relative": card.relative,
+        "extra_metrics": list(card.extra_metrics), "relative": card.relative, "decision": card.decision,
     }
 
 

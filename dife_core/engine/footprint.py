@@ -141,9 +141,12 @@ def decide(m: dict, params) -> dict:
     return {"signal": signal, "vrs": vrs, "trs": trs, "css": css, "footprint": fp}
 
 
-def predict(footprint: str, probe: str, cells: list) -> tuple:
-    """``(predicted_exposed, predicted_weak)`` interface ids among the row's
-    measured cells (N.E. and error cells are never predicted).
+def predict(footprint: str, probe: str, cells: list, confounded=()) -> dict:
+    """The footprint's card-derived prediction over the row's measured cells
+    (N.E. and error cells are never predicted): ``{"exposed", "weak",
+    "below_cut", "confounded"}``, lists of interface ids.
+
+    Which tower carries the trigger decides which cells it reaches:
 
     - visual: cells fed by image pixels whose readout uses the visual tower
       (image features or score) exposed; cells fed through text weak.
@@ -153,28 +156,47 @@ def predict(footprint: str, probe: str, cells: list) -> tuple:
       exposed, every other measured cell weak; coupled via branch swap:
       score cells exposed, single-tower feature cells weak.
     - weak: nothing exposed, every measured cell weak.
+
+    Two refinements come from the card and the controls, not from the
+    footprint:
+
+    - a cell the rule reaches whose card decides its event by a ``cut`` (a
+      score must clear a threshold set by true pairs) is predicted weak and
+      listed in ``below_cut``: a footprint says which tower moves the
+      target's score, not whether the moved score reaches true pairs' level;
+    - a cell in ``confounded`` (the clean reference under the same trigger is
+      exposed there: the trigger alone moves the clean towers) is not
+      predicted -- it cannot tell a backdoor in the checkpoint from the
+      trigger's effect on any model.
     """
-    exposed, weak = [], []
+    exposed, weak, below_cut, conf = [], [], [], []
     for c in cells:
         if c["status"] in ("n.e.", "error"):
             continue
+        iface = c["interface"]
+        if iface in confounded:
+            conf.append(iface)
+            continue
         ch, ro = c.get("channel"), c["card"]["readout"]
+        reached = None  # True: exposed, False: weak, None: not predicted
         if footprint == "visual":
-            if ch == "image" and ro in ("image-features", "score"):
-                exposed.append(c["interface"])
-            elif ch in ("text", "none"):
-                weak.append(c["interface"])
+            reached = True if ch == "image" and ro in ("image-features", "score") else (
+                False if ch in ("text", "none") else None)
         elif footprint == "textual":
-            if ch in ("text", "none") and ro in ("text-features", "score"):
-                exposed.append(c["interface"])
-            elif ch == "image" or ro == "image-features":
-                weak.append(c["interface"])
+            reached = True if ch in ("text", "none") and ro in ("text-features", "score") else (
+                False if ch == "image" or ro == "image-features" else None)
         elif footprint == "coupled":
-            hit = ch == "mechanism" if probe == "component-repair" else ro == "score"
-            (exposed if hit else weak).append(c["interface"])
+            reached = ch == "mechanism" if probe == "component-repair" else ro == "score"
         else:
-            weak.append(c["interface"])
-    return exposed, weak
+            reached = False
+        if reached and c["card"].get("decision", "comparison") == "cut":
+            below_cut.append(iface)
+            reached = False
+        if reached is True:
+            exposed.append(iface)
+        elif reached is False:
+            weak.append(iface)
+    return {"exposed": exposed, "weak": weak, "below_cut": below_cut, "confounded": conf}
 
 
 def check_prediction(exposed: list, weak: list, cells: list) -> tuple:
@@ -185,8 +207,10 @@ def check_prediction(exposed: list, weak: list, cells: list) -> tuple:
     return (not mism), mism
 
 
-def footprint_entry(checkpoint: str, measured: Optional[dict], params, cells: list) -> dict:
-    """The results.json footprint record of one row."""
+def footprint_entry(checkpoint: str, measured: Optional[dict], params, cells: list, confounded=()) -> dict:
+    """The results.json footprint record of one row; ``confounded``: the
+    interfaces where the row's control (the clean reference under the same
+    trigger) is exposed."""
     base = {"checkpoint": checkpoint}
     if measured is None or measured.get("reason"):
         return {**base, "a00": None, "a10": None, "a01": None, "a11": None, "signal": None, "vrs": None,
@@ -195,13 +219,15 @@ def footprint_entry(checkpoint: str, measured: Optional[dict], params, cells: li
                 "reason": (measured or {}).get("reason", "not measured"),
                 "per_interface": per_interface_decisions((measured or {}).get("per_interface"), params)}
     dec = decide(measured, params)
-    exposed, weak = predict(dec["footprint"], measured["probe"], cells)
+    pred = predict(dec["footprint"], measured["probe"], cells, confounded)
+    exposed, weak = pred["exposed"], pred["weak"]
     holds, mism = check_prediction(exposed, weak, cells)
     rec = {**base, **{s: measured[s] for s in SLOTS}, "signal": dec["signal"], "vrs": dec["vrs"],
            "trs": dec["trs"], "css": dec["css"], "footprint": dec["footprint"], "probe": measured["probe"],
            "predicted_exposed": exposed, "prediction_holds": holds,
            # extensions
-           "predicted_weak": weak, "mismatches": mism, "readout": measured.get("readout"),
+           "predicted_weak": weak, "mismatches": mism, "below_cut": pred["below_cut"],
+           "confounded": pred["confounded"], "readout": measured.get("readout"),
            "params": params.to_dict()}
     if "repair" in measured:
         rec["repair"] = measured["repair"]

@@ -66,10 +66,16 @@ def assemble(out_dir) -> dict:
             missing.append(f"{f['checkpoint']} footprint")
             continue
         fgroups.setdefault(f["checkpoint"], []).append((f.get("seed", seeds[0]), measured))
+    # a cell where the row's control (clean reference, same trigger) is exposed measures the trigger
+    confounded: dict = {}
+    for row in plan["rows"]:
+        if row["role"] == "control" and row.get("control_of"):
+            confounded.setdefault(row["control_of"], set()).update(
+                c["interface"] for c in cells if c["checkpoint"] == row["name"] and c["status"] == "exposed")
     footprints = []
     for name, g in fgroups.items():
         row_cells = [c for c in cells if c["checkpoint"] == name]
-        entry = footprint_entry(name, _mean_footprint(g), params, row_cells)
+        entry = footprint_entry(name, _mean_footprint(g), params, row_cells, sorted(confounded.get(name, ())))
         if len(g) > 1:
             entry["per_seed"] = {str(sd): {k: m.get(k) for k in ("a00", "a10", "a01", "a11")} for sd, m in g}
         footprints.append(entry)

@@ -121,7 +121,8 @@ def _exposed_beyond_prediction(fp: Optional[dict], cells: list) -> bool:
     shown clean. (A cell predicted exposed and measured weak leaves it clean.)"""
     if fp is None or "predicted_weak" not in fp:  # older records: the whole prediction
         return (fp or {}).get("prediction_holds") is False
-    weak = set(fp.get("predicted_weak") or ())
+    # a cut cell is predicted weak for its threshold, not for the other tower: it says nothing of that tower
+    weak = set(fp.get("predicted_weak") or ()) - set(fp.get("below_cut") or ())
     return any(c["status"] == "exposed" and c["interface"] in weak for c in cells)
 
 

@@ -143,6 +143,19 @@ def prediction_text(f: Optional[dict]) -> str:
     return "holds" if f["prediction_holds"] else "fails"
 
 
+def prediction_notes(f: dict) -> list:
+    """The lines under a footprint's prediction: its misses, then the cells it
+    leaves out (confounded) or predicts weak for their cut."""
+    out = list(f.get("mismatches") or [])
+    if f.get("below_cut"):
+        out.append("predicted weak for their cut (the footprint names the tower, not how far the score "
+                   "moves): " + ", ".join(f["below_cut"]))
+    if f.get("confounded"):
+        out.append("not predicted, the control is exposed there (the trigger moves the clean towers too): "
+                   + ", ".join(f["confounded"]))
+    return out
+
+
 def has_intervals(results: dict) -> bool:
     return any(interval(c) is not None for c in results.get("cells") or [])
 

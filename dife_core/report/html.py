@@ -22,6 +22,7 @@ from .format import (
     metric_label,
     num,
     per_seed_text,
+    prediction_notes,
     prediction_text,
     straddles,
     verdicts_of,
@@ -154,7 +155,7 @@ def render_html(results: dict, *, plots: bool = True) -> str:
              + f"<td><b>{e(f.get('footprint') or '—')}</b></td>"
              f"<td>{e(', '.join(f.get('predicted_exposed') or []))}</td>"
              f"<td>{e(prediction_text(f))}"
-             f"{''.join('<br><small>' + e(m) + '</small>' for m in f.get('mismatches') or [])}"
+             f"{''.join('<br><small>' + e(m) + '</small>' for m in prediction_notes(f))}"
              f"</td></tr>" for f in results["footprints"]]))
         if plots:
             P.append('<div class="charts">')

@@ -24,6 +24,7 @@ from .format import (
     metric_label,
     num,
     per_seed_text,
+    prediction_notes,
     prediction_text,
     straddles,
     verdicts_of,
@@ -110,7 +111,7 @@ def render_markdown(results: dict) -> str:
                       md(f.get("footprint") or "—"), md(", ".join(f.get("predicted_exposed") or [])) or "—",
                       prediction_text(f)] for f in fps])
         for f in fps:
-            for m in f.get("mismatches") or []:
+            for m in prediction_notes(f):
                 L.append(f"- {md(f['checkpoint'])}: {md(m)}")
         L.append("")
 

@@ -291,3 +291,30 @@ def test_fail_on_exposed_gives_the_documented_exit_code(tmp_path, hand):
     r = CliRunner().invoke(build_cli(), ["audit", str(spec), "--out", str(tmp_path / "b"), "--no-progress",
                                          "--fail-on", "nonsense"])
     assert r.exit_code == 2
+
+
+class _UniversalTrigger:
+    """An image-fed interface on which the trigger alone is exposed, on any model (a universal
+    adversarial trigger): the attacked row and its control both come out exposed."""
+
+    @hookimpl
+    def register_interfaces(self, register):
+        from dife_core.engine.cells import CellResult
+
+        register(Interface(card=InterfaceCard(name="trigger-alone", title="trigger alone", readout="image-features",
+                                              trigger_channels=("image",), target_event="t",
+                                              population="classification", reference=None, metric="ts"),
+                           evaluate=lambda ctx: CellResult(value=1.0, metrics={"ts": 1.0})))
+
+
+def test_a_cell_the_control_reproduces_is_confounded_not_predicted(tmp_path, hand, register_plugin):
+    register_plugin(_UniversalTrigger(), "universal-trigger")
+    res = run_audit(spec_dict(interfaces=[*BUILTIN_IDS, "trigger-alone"]), tmp_path, progress=False)
+    assert _cells(res, "visual")["trigger-alone"]["status"] == "exposed"
+    assert _cells(res, "clean@visual")["trigger-alone"]["status"] == "exposed"
+    v = {f["checkpoint"]: f for f in res["footprints"]}["visual"]
+    assert v["confounded"] == ["trigger-alone"]
+    assert "trigger-alone" not in v["predicted_exposed"] + v["predicted_weak"]
+    assert v["prediction_holds"] is True
+    t = {f["checkpoint"]: f for f in res["footprints"]}["textual"]
+    assert t["confounded"] == []  # its control is not exposed there (the cell is N.E.: no image trigger)

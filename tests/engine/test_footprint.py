@@ -29,15 +29,17 @@ def test_ratios_use_eps():
     assert d["vrs"] == 0.0 and d["footprint"] == "weak"
 
 
-def _cell(i, ch, ro, st):
-    return {"interface": i, "channel": ch, "card": {"readout": ro}, "status": st}
+def _cell(i, ch, ro, st, decision=None):
+    card = {"readout": ro} if decision is None else {"readout": ro, "decision": decision}
+    return {"interface": i, "channel": ch, "card": card, "status": st}
 
 
 def test_visual_prediction_and_check():
     cells = [_cell("zs", "image", "score", "exposed"), _cell("down", "image", "image-features", "exposed"),
              _cell("rerank", "text", "score", "weak"), _cell("qhr", None, "score", "n.e.")]
-    exp, weak = predict("visual", "branch-swap", cells)
-    assert exp == ["zs", "down"] and weak == ["rerank"]
+    p = predict("visual", "branch-swap", cells)
+    exp, weak = p["exposed"], p["weak"]
+    assert exp == ["zs", "down"] and weak == ["rerank"] and p["below_cut"] == p["confounded"] == []
     assert check_prediction(exp, weak, cells) == (True, [])
     cells[2]["status"] = "exposed"
     holds, mism = check_prediction(exp, weak, cells)
@@ -46,7 +48,31 @@ def test_visual_prediction_and_check():
 
 def test_component_repair_coupled_predicts_mechanism_cells():
     cells = [_cell("zs", "image", "score", "weak"), _cell("down", "mechanism", "image-features", "exposed")]
-    assert predict("coupled", "component-repair", cells) == (["down"], ["zs"])
+    p = predict("coupled", "component-repair", cells)
+    assert (p["exposed"], p["weak"]) == (["down"], ["zs"])
+
+
+def test_cut_cells_are_predicted_weak_whatever_the_tower():
+    """A footprint names the tower, not the size of the move: a cell whose card
+    decides by a cut is predicted weak even where the tower rule reaches it."""
+    cells = [_cell("zs", "image", "score", "exposed", "comparison"),
+             _cell("filter", "image", "score", "weak", "cut"),
+             _cell("tfilter", "text", "score", "weak", "cut")]
+    p = predict("visual", "branch-swap", cells)
+    assert p["exposed"] == ["zs"] and p["weak"] == ["filter", "tfilter"] and p["below_cut"] == ["filter"]
+    assert check_prediction(p["exposed"], p["weak"], cells) == (True, [])
+    cells[1]["status"] = "exposed"  # a backdoor strong enough to clear the cut is a miss, not hidden
+    assert check_prediction(p["exposed"], p["weak"], cells)[1] == ["filter: predicted weak, measured exposed"]
+    # without the key (records written before the field existed) a card is a comparison
+    assert predict("visual", "branch-swap", [_cell("zs", "image", "score", "weak")])["exposed"] == ["zs"]
+
+
+def test_confounded_cells_are_not_predicted():
+    cells = [_cell("zs", "image", "score", "exposed"), _cell("knn", "image", "image-features", "exposed"),
+             _cell("rerank", "text", "score", "weak")]
+    p = predict("coupled", "component-repair", cells, confounded=("knn",))
+    assert p["confounded"] == ["knn"] and "knn" not in p["exposed"] + p["weak"]
+    assert p["weak"] == ["zs", "rerank"]
 
 
 @pytest.mark.parametrize("value,relative,baseline,expect", [

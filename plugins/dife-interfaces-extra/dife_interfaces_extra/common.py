@@ -168,9 +168,6 @@ def neighbour_ranks(queries, gallery, positive, own, k: int, *, chunk: int = 409
 
     pos = torch.as_tensor(positive).bool()
     own = torch.as_tensor(own).long()
-    # non-targets first, each in gallery order; a stable sort by score keeps that order among ties
-    perm = torch.cat([torch.nonzero(~pos).flatten(), torch.nonzero(pos).flatten()])
-    pos_perm = pos[perm]
     ranks, precs = [], []
     chunk = rows_per_chunk(gallery.shape[0], chunk)
     for lo in range(0, queries.shape[0], chunk):
@@ -180,9 +177,38 @@ def neighbour_ranks(queries, gallery, positive, own, k: int, *, chunk: int = 409
         best = torch.where(pos.view(1, -1), s, torch.tensor(float("-inf"))).max(dim=1).values
         beaten = ((s >= best.view(-1, 1)) & ~pos.view(1, -1)).sum(dim=1)
         ranks.append(beaten + 1)
-        order = torch.sort(s[:, perm], dim=1, descending=True, stable=True).indices[:, :k]
-        precs.append(pos_perm[order].float().sum(dim=1) / k)
+        precs.append(targets_in_top_k(s, pos, k).float() / k)
     return torch.cat(ranks), torch.cat(precs)
+
+
+def top_k_mask(s, k: int, before_ties=None):
+    """Bool mask ``[Q, G]`` of each row's k highest scores, exactly k per row
+    (all when G <= k). Ties at the k-th score are filled in column order, with
+    the columns where ``before_ties`` ([G] bool) is true first -- the order a
+    stable descending sort gives, found with ``topk`` (O(G) a row, not a sort).
+    """
+    import torch
+
+    q, g = s.shape
+    if g <= k:
+        return torch.ones_like(s, dtype=torch.bool)
+    kth = torch.topk(s, k, dim=1).values[:, -1:]
+    above = s > kth
+    tie = s == kth
+    slots = k - above.sum(dim=1, keepdim=True)
+    if before_ties is None:
+        return above | (tie & (tie.cumsum(dim=1) <= slots))
+    first = before_ties.view(1, -1)
+    tie_a, tie_b = tie & first, tie & ~first
+    take_a = tie_a & (tie_a.cumsum(dim=1) <= slots)
+    left = slots - take_a.sum(dim=1, keepdim=True)
+    return above | take_a | (tie_b & (tie_b.cumsum(dim=1) <= left))
+
+
+def targets_in_top_k(s, positive, k: int):
+    """Per row of ``s``, how many ``positive`` columns are among its k nearest,
+    ties at equal score placed non-targets first."""
+    return (top_k_mask(s, k, before_ties=~positive) & positive.view(1, -1)).sum(dim=1)
 
 
 def search_metrics(ranks, prec, k: int) -> dict:

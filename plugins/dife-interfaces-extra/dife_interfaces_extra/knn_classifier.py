@@ -19,16 +19,14 @@ def knn_votes(queries, memory, memory_labels, num_classes: int, k: int, weightin
     import torch
 
     y = torch.as_tensor(memory_labels).long()
+    onehot = torch.nn.functional.one_hot(y, num_classes).float()  # [G, C]
     out = []
     chunk = C.rows_per_chunk(memory.shape[0], chunk)
     for lo in range(0, queries.shape[0], chunk):
         s = queries[lo:lo + chunk].float() @ memory.float().T
-        top = torch.sort(s, dim=1, descending=True, stable=True)
-        sims, idx = top.values[:, :k], top.indices[:, :k]
-        w = sims if weighting == "cosine" else torch.ones_like(sims)
-        votes = torch.zeros(s.shape[0], num_classes)
-        votes.scatter_add_(1, y[idx], w)
-        out.append(votes)
+        near = C.top_k_mask(s, k)  # ties at the k-th score: train order
+        w = torch.where(near, s, 0.0) if weighting == "cosine" else near.float()
+        out.append(w @ onehot)
     return torch.cat(out) if out else torch.zeros(0, num_classes)
 
 

@@ -55,7 +55,7 @@ CARDS = (
                      "caption, or a triggered caption with a target-class image",
         population="pool", reference="the same pairs without the trigger", metric="delta_pass_rate",
         extra_metrics=("pass_rate", "reference_pass_rate", "true_pair_pass_rate", "target_pair_pass_rate",
-                       "threshold"), relative=True,
+                       "threshold"), relative=True, decision="cut",
         order=110,
         options={"mode": "top-fraction", "threshold": 0.28, "fraction": 0.3},
         option_docs={
