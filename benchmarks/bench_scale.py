@@ -7,6 +7,8 @@
         --sizes 10000 100000 1000000
     # (d) a CIFAR-10-shaped audit: 10,000 test + 50,000 train images, 32 px upsampled to 224, ImageFolder
     .venv/bin/python benchmarks/bench_scale.py --json benchmarks/results/scale-cifar.json cifar
+    # (b) on a CLIP-sized audit: open_clip ViT-B-32 (random weights, 224 px), whole audit / its encode floor
+    .venv/bin/python benchmarks/bench_scale.py --json benchmarks/results/scale-clip-audit.json clip-audit --runs 3
 
 Every measurement runs in a fresh child process (``--child``), so peak RSS
 (``ru_maxrss``) is that run's own and imports are counted in process walls.
@@ -181,19 +183,22 @@ def bench_demo(args) -> dict:
         cache = Path(os.environ.get("DIFE_CACHE_DIR") or Path.home() / ".cache" / "dife")
     spec = demo_audit_spec(cache, args.suite, args.clean_prefix)
     rows = []
-    for r in range(args.runs):
-        for mode in ("before", "cold", "warm"):
-            env = {"DIFE_CACHE_DIR": str(cache), "DIFE_EMBED_STORE": "off"}
-            if mode == "before":
-                env["DIFE_WORLD_CACHE"] = "off"
-            elif mode == "cold":
-                shutil.rmtree(cache / "world", ignore_errors=True)
-            out = _child("demo", {"mode": mode, "threads": args.threads, "out": str(work / f"out-{mode}-{r}"),
-                                  "spec": spec, "base": str(suite_dir(args.suite))}, env=env)
-            out["ratio_process_over_floor"] = out["process_wall_s"] / out["encode_floor_s"]
-            out["ratio_in_process_over_floor"] = out["in_process_wall_s"] / out["encode_floor_s"]
-            print(json.dumps(out), flush=True)
-            rows.append(out)
+    try:
+        for r in range(args.runs):
+            for mode in ("before", "cold", "warm"):
+                env = {"DIFE_CACHE_DIR": str(cache), "DIFE_EMBED_STORE": "off"}
+                if mode == "before":
+                    env["DIFE_WORLD_CACHE"] = "off"
+                elif mode == "cold":
+                    shutil.rmtree(cache / "world", ignore_errors=True)
+                out = _child("demo", {"mode": mode, "threads": args.threads, "out": str(work / f"out-{mode}-{r}"),
+                                      "spec": spec, "base": str(suite_dir(args.suite))}, env=env)
+                out["ratio_process_over_floor"] = out["process_wall_s"] / out["encode_floor_s"]
+                out["ratio_in_process_over_floor"] = out["in_process_wall_s"] / out["encode_floor_s"]
+                print(json.dumps(out), flush=True)
+                rows.append(out)
+    finally:  # the copied cache and the audits' folders (gigabytes): the JSON keeps the figures
+        shutil.rmtree(work, ignore_errors=True)
     med = {}
     for mode in ("before", "cold", "warm"):
         rs = [x for x in rows if x["mode"] == mode]
@@ -297,29 +302,23 @@ def child_cifar(p: dict) -> dict:
     torch.set_num_threads(p["threads"])
     from dife_core.engine.runner import run_audit
 
+    jobs, spent = _record_encode_jobs() if p.get("floor") else (None, [None])
     t0 = time.time()
     res = run_audit(p["spec"], p["out"], progress=False, force=True)
+    t_end = time.time()
     statuses = sorted({c.get("status") for c in res.get("cells", [])})
-    return {"in_process_wall_s": time.time() - t0, "process_wall_s": time.time() - p["t_launch"],
-            "peak_rss_mb": _rss_mb(), "cells": len(res.get("cells", [])), "statuses": statuses,
-            "clean_utility": [ck.get("clean_utility") for ck in res.get("checkpoints", [])][:1]}
+    out = {"in_process_wall_s": t_end - t0, "process_wall_s": t_end - p["t_launch"],
+           "peak_rss_mb": _rss_mb(), "cells": len(res.get("cells", [])), "statuses": statuses,
+           "clean_utility": [ck.get("clean_utility") for ck in res.get("checkpoints", [])][:1]}
+    if jobs is not None:
+        out.update(encode_s=spent[0], encode_floor_s=_floor(jobs), encode_jobs=len(jobs))
+    return out
 
 
-def bench_cifar(args) -> dict:
-    import torch
-
-    from dife_openclip.encoder import build_custom
-    from dife_openclip.testing import write_open_clip_folder
-
-    root = Path(args.root)
-    if not (root / "train").is_dir():
-        t = time.time()
-        write_cifar_folder(root, args.n_test, args.n_train)
-        print(f"wrote the ImageFolder in {time.time() - t:.0f} s", file=sys.stderr)
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        write_open_clip_folder(build_custom(REDUCED, name=f"reduced-{seed}"), root / f"model-{seed}")
-    spec = {"seed": 0, "interfaces": "all", "controls": True, "batch_size": args.batch,
+def _folder_audit_spec(root: Path, batch: int) -> dict:
+    """The ImageFolder audit of ROOT (test/, train/, model-0/, model-1/): clean + one suspect with a
+    patch-trigger card, controls, every interface."""
+    return {"seed": 0, "interfaces": "all", "controls": True, "batch_size": batch,
             "populations": {"dataset": "imagefolder",
                             "options": {"path": str(root / "test"), "train_path": str(root / "train"),
                                         "image_size": 224, "source": "automobile", "target": "airplane"}},
@@ -329,12 +328,61 @@ def bench_cifar(args) -> dict:
                                         "target": "airplane", "probe": "branch-swap",
                                         "trigger": {"channel": "image", "name": "patch",
                                                     "params": {"size": 0.125}}}}]}
+
+
+def _write_models(root: Path, architecture: dict, name: str) -> None:
+    import torch
+
+    from dife_openclip.encoder import build_custom
+    from dife_openclip.testing import write_open_clip_folder
+
+    for seed in (0, 1):
+        if not (root / f"model-{seed}").is_dir():
+            torch.manual_seed(seed)
+            write_open_clip_folder(build_custom(architecture, name=f"{name}-{seed}"), root / f"model-{seed}")
+
+
+def bench_cifar(args) -> dict:
+    root = Path(args.root)
+    if not (root / "train").is_dir():
+        t = time.time()
+        write_cifar_folder(root, args.n_test, args.n_train)
+        print(f"wrote the ImageFolder in {time.time() - t:.0f} s", file=sys.stderr)
+    _write_models(root, REDUCED, "reduced")
+    spec = _folder_audit_spec(root, args.batch)
     out = _child("cifar", {"spec": spec, "out": str(root / "out"), "threads": args.threads},
                  env={"DIFE_EMBED_STORE": "off"}, timeout=6 * 3600)
     print(json.dumps(out), flush=True)
     return {"what": f"CIFAR-10-shaped audit: {args.n_test} test + {args.n_train} train images, 32 px upsampled to "
                     f"224, ImageFolder (JPEG); reduced-size open_clip ViT (width 64, 2 layers, patch 32) at 224 px; "
                     f"clean + one suspect checkpoint", "model": REDUCED, "result": out}
+
+
+def bench_clip_audit(args) -> dict:
+    """(b) on a CLIP-sized audit: open_clip ViT-B-32 at its real size (random weights, 224 px), the
+    ImageFolder audit of bench_cifar at a small size, whole audit / its encode floor, median of runs."""
+    import open_clip
+
+    root = Path(args.root)
+    if not (root / "train").is_dir():
+        write_cifar_folder(root, args.n_test, args.n_train)
+    arch = open_clip.get_model_config("ViT-B-32")
+    _write_models(root, arch, "vit-b-32")
+    spec = _folder_audit_spec(root, args.batch)
+    rows = []
+    for r in range(args.runs):
+        out = _child("cifar", {"spec": spec, "out": str(root / f"out-{r}"), "threads": args.threads, "floor": True},
+                     env={"DIFE_EMBED_STORE": "off"}, timeout=6 * 3600)
+        out["ratio_in_process_over_floor"] = out["in_process_wall_s"] / out["encode_floor_s"]
+        out["ratio_process_over_floor"] = out["process_wall_s"] / out["encode_floor_s"]
+        print(json.dumps(out), flush=True)
+        rows.append(out)
+    keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float)) and not isinstance(rows[0][k], bool)]
+    return {"what": f"CLIP-sized audit: open_clip ViT-B-32 (random weights, 224 px), clean + one suspect with a "
+                    f"patch card and controls, every interface, on an ImageFolder of {args.n_test} test + "
+                    f"{args.n_train} train images (32 px upsampled to 224); the encode floor is every encode job "
+                    f"the audit ran, once, as a bare loop in the same process", "rows": rows,
+            "median": {k: statistics.median(x[k] for x in rows) for k in keys}}
 
 
 def main(argv=None) -> int:
@@ -362,8 +410,15 @@ def main(argv=None) -> int:
     c.add_argument("--n-test", type=int, default=10_000)
     c.add_argument("--n-train", type=int, default=50_000)
     c.add_argument("--batch", type=int, default=256)
+    a = sub.add_parser("clip-audit")
+    a.add_argument("--root", default="/tmp/dife-bench-clip-audit")
+    a.add_argument("--n-test", type=int, default=200)
+    a.add_argument("--n-train", type=int, default=200)
+    a.add_argument("--batch", type=int, default=64)
+    a.add_argument("--runs", type=int, default=3)
     args = ap.parse_args(argv)
-    rec = {"demo": bench_demo, "pools": bench_pools, "cifar": bench_cifar}[args.cmd](args)
+    run = {"demo": bench_demo, "pools": bench_pools, "cifar": bench_cifar, "clip-audit": bench_clip_audit}
+    rec = run[args.cmd](args)
     rec["machine"] = _machine()
     rec["threads"] = args.threads
     if args.json:

@@ -443,15 +443,17 @@ def fit_state_dict(model, state_dict: dict, *, where: str) -> None:
     model.load_state_dict(sd, strict=True)
 
 
-def build_encoder(architecture: dict, *, name: str, tokenizer_dir=None):
-    """An OpenClipEncoder with random weights, errors phrased for users."""
+def build_encoder(architecture: dict, *, name: str, tokenizer_dir=None, init_weights: bool = True):
+    """An OpenClipEncoder with random weights (uninitialised with
+    ``init_weights=False``: only when ``fit_state_dict`` follows), errors
+    phrased for users."""
     from dife_core.untrusted import foreign_call
 
     from .encoder import build_custom
 
     try:
         with foreign_call(f"open_clip model {name!r}", "building the tokenizer"):
-            enc = build_custom(architecture, name=name, tokenizer_dir=tokenizer_dir)
+            enc = build_custom(architecture, name=name, tokenizer_dir=tokenizer_dir, init_weights=init_weights)
             enc.tokenize(["a photo of a cat."])  # a tokenizer that panics is refused here, not mid-audit
         return enc
     except KeyError as e:
@@ -531,7 +533,7 @@ def load(source: str, *, trust: bool = False, device: str = "cpu", name: Optiona
                 sd = load_state_dict(res.weights, trust=trust)
         else:
             check_size(res.architecture, where, weights_elements=None)
-        enc = build_encoder(res.architecture, name=name or res.default_name)
+        enc = build_encoder(res.architecture, name=name or res.default_name, init_weights=sd is None)
     if sd is not None:
         fit_state_dict(enc.model, sd, where=str(res.weights))
     enc.source = str(source)
@@ -569,7 +571,8 @@ def from_manifest(manifest: dict, weights_path, *, trust: bool = False, device: 
     gate(arch, where, base=folder, tokenizer_dir=tokenizer_dir)
     check_size(arch, where, weights_elements=_weights_elements(Path(weights_path), None))
     with offline_hub():
-        enc = build_encoder(arch, name=manifest.get("name", "model"), tokenizer_dir=tokenizer_dir)
+        enc = build_encoder(arch, name=manifest.get("name", "model"), tokenizer_dir=tokenizer_dir,
+                            init_weights=False)
     fit_state_dict(enc.model, load_safetensors(weights_path), where=str(weights_path))
     if manifest.get("preprocess"):
         enc.preprocess = Preprocess.from_dict(manifest["preprocess"])

@@ -245,3 +245,38 @@ def test_hf_tokenizer_travels_with_the_checkpoint(tmp_path):
     got = load_model(str(tmp_path / "ck"))
     with torch.no_grad():
         assert torch.allclose(got.encode_text(["a cat", "xbtd"]), enc.encode_text(["a cat", "xbtd"]))
+
+
+def test_loading_skips_the_random_fill_and_restores_torch_init(tiny, tmp_path, monkeypatch):
+    """A model whose weights are loaded strictly is built without its random fill; the loaded
+    weights are the file's, bit for bit, and torch.nn.init is itself again afterwards (also after
+    a failing build)."""
+    import torch.nn.init as init
+
+    from dife_core.checkpoint import save_checkpoint
+    from dife_openclip import encoder as E
+
+    before = {n: getattr(init, n) for n in ("normal_", "uniform_", "kaiming_uniform_", "trunc_normal_")}
+    fills = []
+    real_normal = init.normal_
+    def counted(*a, **k):
+        t = a[0] if a else k["tensor"]
+        if t.device.type != "meta":  # the size check builds on meta first
+            fills.append(tuple(t.shape))
+        return real_normal(*a, **k)
+
+    monkeypatch.setattr(init, "normal_", counted)
+    save_checkpoint(tiny, tmp_path / "ck")
+    fills.clear()
+    enc = load_model(str(tmp_path / "ck"))
+    assert fills == []  # no weight was filled at random
+    assert enc.fingerprint() == tiny.fingerprint()
+    for k, v in tiny.model.state_dict().items():
+        assert torch.equal(enc.model.state_dict()[k], v), k
+    with pytest.raises(ValueError):
+        E.build_model({**tiny.architecture, "multimodal_cfg": {"x": 1}}, init_weights=False)
+    monkeypatch.undo()
+    assert {n: getattr(init, n) for n in before} == before
+    # a random-init model still gets its random fill
+    a, b = E.build_model(tiny.architecture), E.build_model(tiny.architecture)
+    assert not torch.equal(a.visual.conv1.weight, b.visual.conv1.weight)
