@@ -119,3 +119,17 @@ def test_an_uncertain_cell_beside_firm_exposures_is_noted():
     r = set_cell(make_results({"t": "textual"}), "t", "text-reranking", status="weak", value=0.01, ci_low=-0.05,
                  ci_high=0.08, straddles=True)
     assert _by_name(r)["t"]["uncertain"] == []
+
+
+def test_reports_list_the_cells_the_prediction_leaves_out_or_predicts_below_a_cut():
+    from dife_core.report.html import render_html
+    from dife_core.report.markdown import render_markdown
+
+    r = make_results({"v": "visual"})
+    fp = next(f for f in r["footprints"] if f["checkpoint"] == "v")
+    fp.update(below_cut=["clip-score-filtering"], confounded=["image-knn-retrieval"])
+    md = render_markdown(r)
+    assert "- v: predicted weak for their cut" in md and "clip-score-filtering" in md
+    assert "- v: not predicted, the control is exposed there" in md and "image-knn-retrieval" in md
+    page = render_html(r, plots=False)
+    assert "predicted weak for their cut" in page and "not predicted, the control is exposed there" in page
