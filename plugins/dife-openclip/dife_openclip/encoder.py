@@ -87,32 +87,42 @@ def model_kwargs(architecture: dict) -> dict:
 
 
 _INIT_LOCK = threading.Lock()
+_SKIPPING = threading.local()
 
 
 @contextlib.contextmanager
 def skipped_init():
-    """Module constructors skip their random initialisation (``torch.nn.init``
-    fills become no-ops, as in transformers' ``no_init_weights``). Only for a
-    model whose every parameter and buffer is loaded right after, strictly
-    (``fit_state_dict``): it saves the random fill of every weight (0.6 s of
-    a ViT-B/32 load). The lock keeps two builds from restoring each other's
-    functions."""
+    """Module constructors *in this thread* skip their random initialisation
+    (``torch.nn.init`` fills return their tensor untouched, as in
+    transformers' ``no_init_weights``). Only for a model whose every
+    parameter and buffer is loaded right after, strictly (``fit_state_dict``):
+    it saves the random fill of every weight (0.6 s of a ViT-B/32 load).
+    While the block runs, the fills are wrappers that ask a thread-local
+    flag, so a module built meanwhile in another thread is still filled."""
     import torch.nn.init as init
 
-    names = [n for n in dir(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))]
     with _INIT_LOCK:
+        names = [n for n in dir(init) if n.endswith("_") and not n.startswith("_")
+                 and callable(getattr(init, n))]
         saved = {n: getattr(init, n) for n in names}
         try:
-            for n in names:
-                setattr(init, n, _keep)
+            for n, f in saved.items():
+                setattr(init, n, _skipping(f))
+            _SKIPPING.on = True
             yield
         finally:
+            _SKIPPING.on = False
             for n, f in saved.items():
                 setattr(init, n, f)
 
 
-def _keep(tensor, *args, **kwargs):
-    return tensor
+def _skipping(fill):
+    def maybe(*args, **kwargs):
+        if getattr(_SKIPPING, "on", False):
+            return args[0] if args else kwargs.get("tensor")
+        return fill(*args, **kwargs)
+
+    return maybe
 
 
 def build_model(architecture: dict, *, init_weights: bool = True) -> torch.nn.Module:

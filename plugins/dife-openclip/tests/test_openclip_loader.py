@@ -280,3 +280,22 @@ def test_loading_skips_the_random_fill_and_restores_torch_init(tiny, tmp_path, m
     # a random-init model still gets its random fill
     a, b = E.build_model(tiny.architecture), E.build_model(tiny.architecture)
     assert not torch.equal(a.visual.conv1.weight, b.visual.conv1.weight)
+
+
+def test_a_model_built_in_another_thread_meanwhile_is_still_filled(tiny):
+    """The skipped fill is this thread's only: a module another thread builds while a load is
+    inside skipped_init gets its random init."""
+    import threading
+
+    import torch.nn.init as init
+
+    from dife_openclip.encoder import skipped_init
+
+    got = {}
+    with skipped_init():
+        t = threading.Thread(target=lambda: got.update(w=init.normal_(torch.zeros(64), std=1.0)))
+        t.start()
+        t.join()
+        mine = init.normal_(torch.zeros(64), std=1.0)
+    assert torch.count_nonzero(got["w"]) > 0  # the other thread's fill ran
+    assert torch.count_nonzero(mine) == 0  # this thread's did not
