@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -27,11 +26,12 @@ def quantiles(x, qs=(0.1, 0.5, 0.9)) -> dict:
     return {f"q{int(q * 100)}": round(float(torch.quantile(x.float(), q)), 4) for q in qs}
 
 
-def row_scores(results: dict, row: dict, world, emb, fraction: float) -> dict:
+def row_scores(row: dict, world, emb, fraction: float) -> dict:
     import torch
 
     from dife_core.engine.embeddings import resolve_trigger
     from dife_core.loading import load_model
+    from dife_interfaces_extra.filtering import cut as filter_cut
 
     card = row["attack"]
     trigger = resolve_trigger(card.get("trigger"), where=f"{row['name']}: trigger")
@@ -44,8 +44,7 @@ def row_scores(results: dict, row: dict, world, emb, fraction: float) -> dict:
     xt = emb.texts(model, pool.captions)
     xi_t = emb.images(model, pool.name, pool.images, trigger)
     true = (xi * xt).sum(dim=-1)
-    k = max(1, math.ceil(round(fraction * true.numel(), 9)))
-    cut = float(torch.sort(true, descending=True).values[k - 1])
+    cut = filter_cut(true, "top-fraction", 0.0, fraction)  # the card's own cut
     trig = (xi_t[att] @ xt[labels == tgt].T).flatten()
     clean = (xi[att] @ xt[labels == tgt].T).flatten()
     med = float(trig.median())
@@ -73,7 +72,7 @@ def main(argv=None) -> int:
         trig = (row.get("attack") or {}).get("trigger") or {}
         if row.get("role") != "audited" or trig.get("channel") != "image":
             continue
-        r = row_scores(results, row, world, emb, args.fraction)
+        r = row_scores(row, world, emb, args.fraction)
         rows.append(r)
         print(f"{r['checkpoint']:24s} true q50 {r['true_pairs']['q50']:.3f}  attacker q50 "
               f"{r['attacker_untriggered']['q50']:.3f} -> {r['attacker_triggered']['q50']:.3f}  "
