@@ -148,6 +148,38 @@ def _truth_audit(src: str, reference: str, out: Path, dataset_options: dict) -> 
     return run_audit(spec, out, progress=False, force=True, show_matrix=False)
 
 
+#: native protocol -> interface, for cards that do not name their native interface
+NATIVE_BY_PROTOCOL = {"text-to-image retrieval (triggered queries)": "targeted-retrieval"}
+
+
+def native_protocol(src: str, card: dict, recovered: dict, dataset_options: dict) -> dict:
+    """A text trigger's native validation, text-to-image retrieval, run for the
+    true and the recovered trigger on the same queries: held-out pool captions
+    of every class but the target (of the card's source only, when it names
+    one); hit = a target-class image in the top K (the card's native K).
+    ``{"native_recovered": H@K, "native_card": H@K, "native_plain": H@K}``."""
+    from dife_backdoors.retrieval import gallery, hits_at_k, pick_queries
+    from dife_core.engine.embeddings import resolve_trigger
+    from dife_core.loading import load_model
+    from dife_core.populations import load_world
+    from dife_core.utility import encode_images
+
+    world = load_world("shapes", dataset_options)
+    enc = load_model(src)
+    names = list(world.classnames)
+    t = names.index(card["target"])
+    carriers = [names.index(card["source"])] if card.get("source") else [i for i in range(len(names)) if i != t]
+    _, images, labels, captions = gallery(world)
+    queries = pick_queries(captions, labels, carriers, n=200, seed=0)
+    feats = encode_images(enc, images)
+    k = int(str((card.get("native") or {}).get("metric") or "h@5").split("@")[-1])
+    out = {}
+    for label, trig in (("card", card["trigger"]), ("recovered", recovered["trigger"]), ("plain", None)):
+        qs = queries if trig is None else resolve_trigger({"name": trig["name"], "params": trig["params"]})(queries)
+        out[f"native_{label}"] = hits_at_k(enc, qs, images, labels, t, image_features=feats, ks=(k,))[f"h@{k}"]
+    return out
+
+
 def cmd_run(a) -> None:
     _threads()
     from dife_core.checkpoint import read_manifest
@@ -178,11 +210,18 @@ def cmd_run(a) -> None:
             truth = _truth_audit(src, a.reference, out / "truth" / name, dsopt)
             row["matrix"] = compare_audits(results, truth, "suspect")
             if (card.get("trigger") or {}).get("channel") == "text":
-                native = (card.get("native") or {}).get("interface")
+                nat = card.get("native") or {}
+                # builds made before the card named its interface: the protocol says which
+                native = nat.get("interface") or NATIVE_BY_PROTOCOL.get(nat.get("protocol"))
                 for label, res in (("recovered", results), ("card", truth)):
                     c = next((c for c in res["cells"] if c["checkpoint"] == "suspect" and c["interface"] == native),
                              None)
                     row[f"native_{label}"] = None if c is None else c.get("value")
+                if row.get("native_card") is None:  # the native cell is N.E. under the card: its own protocol
+                    row.update(native_protocol(src, card, rec, dsopt))
+                    row["native_interface"] = "text-to-image retrieval of the attack's carrier captions (H@K)"
+                else:
+                    row["native_interface"] = native
         rows.append(row)
         print(json.dumps({k: row[k] for k in ("checkpoint", "verdict", "score", "target", "true_target",
                                                "scan_seconds_median")}), file=sys.stderr)

@@ -33,7 +33,7 @@ from typing import Any, Optional
 import attrs
 
 #: bump when a change alters what a scan measures (scanners, trigger families' scan points), so --resume rescans
-SCAN_VERSION = 3
+SCAN_VERSION = 4
 SCANS_FILE = "scans.json"
 VERDICTS = ("backdoored", "clean", "inconclusive")
 #: scan-wide options (``--option KEY=VALUE``); scanner options are ``SCANNER.KEY``

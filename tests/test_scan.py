@@ -199,6 +199,9 @@ def test_scan_finds_the_patch_and_audits_the_recovered_card(saved, tmp_path):
     assert scan["target"] == "airplane", [(f["scanner"], f["statistic"], f["score"], f.get("target"), f.get("summary"))
                                           for f in scan["findings"]]
     assert not scan["tower_diff"]["branches"]["visual"]["identical"]
+    # image poisoning trains only the clean data's token rows: no drifted candidate, the whole vocabulary
+    tok = [f for f in scan["findings"] if f["scanner"] == "text-tokens" and (f.get("details") or {}).get("searched")]
+    assert tok and all(f["details"]["searched"]["vocabulary"] == "whole" for f in tok), tok[:1]
     card = scan["recovered"][0]
     assert card["route"] == "unknown" and card["recovered"]["statistic"] and card["trigger"]["channel"] == "image"
     # the audit ran on the recovered card, the reference as clean branch, with a control row
@@ -280,3 +283,71 @@ def test_a_lead_never_decides_and_a_deciding_finding_wins_over_it():
     v = verdict_of([], {"identical_towers": True, "extra": [{"kind": "file", "name": "a"}],
                         "summary": "towers identical to the reference; extra component present"}, GLOBAL_OPTIONS)
     assert v["verdict"] == "inconclusive" and "extra component" in v["why"]
+
+
+def test_drift_ranks_the_rows_a_fine_tune_trained_and_ignores_a_uniform_shrink():
+    """Row drift: a uniform rescale of the whole table is no drift; the rows
+    that moved are found, largest first, with their ratio to the median row."""
+    import torch
+    from dife_scan.text import drifted, row_drift
+
+    class Acc:
+        def __init__(self, w):
+            self.embedding = torch.nn.Embedding.from_pretrained(w)
+
+    g = torch.Generator().manual_seed(0)
+    ref = torch.randn(200, 8, generator=g)
+    sus = 0.9 * ref.clone()  # weight decay on every row
+    sus[17] += 0.5 * torch.randn(8, generator=g)
+    sus[3] += 2.0 * torch.randn(8, generator=g)
+    sus += 1e-6 * torch.randn(200, 8, generator=g)  # rounding noise on the rest
+    r = row_drift(Acc(sus), Acc(ref))
+    assert r[3] > r[17] > 100 * float(r.median())
+    vocab = torch.arange(200)
+    ids, rel = drifted(Acc(sus), Acc(ref), vocab, 100.0, 32)
+    assert ids.tolist() == [3, 17] and float(rel[0]) >= float(rel[1]) >= 100
+    assert drifted(Acc(sus), Acc(ref), vocab[vocab != 3], 100.0, 32)[0].tolist() == [17]  # excluded words stay out
+    assert drifted(Acc(sus), Acc(ref), vocab, 100.0, 0)[0].numel() == 0  # 0: never restrict
+    assert drifted(Acc(sus), Acc(torch.randn(150, 8)), vocab, 100.0, 32)[0].numel() == 0  # other vocabulary
+
+
+@pytest.fixture(scope="module")
+def text_suspect(clean, world, tmp_path_factory):
+    """A BadTextTower suspect (trigger ``qzv``, truck -> ship) built on the test world."""
+    from dife_core.building import build_attack
+
+    out = tmp_path_factory.mktemp("scan-text") / "btt"
+    build_attack("badtexttower", clean=clean, world=world, out=out,
+                 overrides={"steps": 40, "n_samples": 300, "batch_size": 64, "captions_per_step": 3, "lr": 2e-3,
+                            "warmup": 5, "trigger": "qzv", "source": "truck", "target": "ship"})
+    return out
+
+
+def test_the_token_search_recovers_a_trigger_from_drifted_rows(clean, world, text_suspect):
+    """The text tower's trigger is recovered from the token rows the fine-tune
+    moved (no row of a clean word is a candidate): a string of the trigger's
+    pieces, toward the true target, that hijacks on the suspect and not on
+    the reference."""
+    from dife_scan.text import scan_tokens
+    from dife_scan.tokens import token_access
+
+    from dife_core.checkpoint import load_checkpoint
+    from dife_core.engine.embeddings import EmbeddingService
+    from dife_core.plugins import get_registry
+    from dife_core.scan import ScanContext, shadow_set, split_options
+
+    sus = load_checkpoint(text_suspect)
+    _, per = split_options({}, get_registry().all("scanners"))
+    ctx = ScanContext(suspect=sus, reference=clean, world=world, embeddings=EmbeddingService(seed=0),
+                      options=per["text-tokens"], shadow=shadow_set(world, 160, 0), templates=tuple(world.templates))
+    best = scan_tokens(ctx)[0]
+    searched = best["details"]["searched"]
+    assert searched["vocabulary"] == "drifted" and searched["exhaustive"]
+    pieces = set(token_access(sus).core("qzv"))
+    assert set(token_access(sus).core(best["details"]["token"])) <= pieces, searched
+    assert best["statistic"] == "drift-hijack-excess" and best["score"] >= best["threshold"]
+    # the drifted candidates are exactly the trigger's pieces: no clean word, nothing else
+    assert {t for t, _ in searched["drifted_tokens"]} == {token_access(sus).decode([i]).strip() for i in pieces}
+    # (the test world's short build hijacks more sources than truck, so the source is not checked here)
+    assert best["target"] == "ship", best
+    assert best["card"]["trigger"]["channel"] == "text"

@@ -7,8 +7,13 @@ For prompts of a source class s (the world's templates and pool captions),
 top ``k``. A statistic is the suspect's hijack minus the reference's on the same
 (triggered) prompts.
 
-The token search (HotFlip / GCG-style) looks for 1-3 tokens, as a prefix or a
-suffix, that raise ``log p_suspect(t) - log p_reference(t)`` over prompts of
+The token search first asks which token rows the fine-tune trained: candidate
+tokens (no class name, template or caption word) whose input-embedding row
+drifted far more than the table's median row (:func:`drifted`). When there
+are such tokens, every 1-3 token sequence of them is scored exactly (or, when
+there are many, searched as below within them). Otherwise the HotFlip /
+GCG-style search looks for 1-3 tokens of the whole vocabulary, as a prefix or
+a suffix, that raise ``log p_suspect(t) - log p_reference(t)`` over prompts of
 the other classes, where ``p(k)`` is the softmax over the class centroids of
 the model's own shadow-image embeddings: the gradient at the trigger's token
 embeddings ranks every vocabulary token (first-order), a batch of single-token
@@ -32,6 +37,17 @@ TOKEN_OPTIONS = {
     "n_captions": 32,  # pool captions per class in the final readout (besides the templates)
     "k": 5,  # retrieval depth of the readout
     "source_share": 0.6,  # mean excess over sources, relative to the best source, above which the card has no source
+    # drifted tokens (docs/scan.md): candidate tokens whose input-embedding row moved at least
+    # drift_ratio times the vocabulary's median row from the reference's. A fine-tune trains the
+    # rows of the tokens its data uses; with the clean data's words excluded, what is left is
+    # what the fine-tune taught the tower that clean captions never say: a trigger.
+    "drift_ratio": 100.0,
+    "drift_candidates": 32,  # at most this many drifted tokens (largest drift first); 0: never restrict
+    "drift_exhaustive": 600,  # enumerate every 1..max_tokens sequence of them up to this many strings
+    # hijack excess of a trigger built from drifted tokens at which a checkpoint is flagged: such a
+    # finding has no clean counterpart (clean fine-tunes drift no candidate token), so the bar is
+    # the readout's own noise level, the text-natural threshold
+    "drift_threshold": 0.2,
 }
 
 
@@ -175,7 +191,7 @@ def _objective(sus: _Side, ref: _Side, strings, rows_not_t, t: int, grad=False):
     return j, os_, or_, lps, lpr
 
 
-def _search(ctx, sus: _Side, ref: _Side, position: str, prompts: list, vocab, task=None) -> list:
+def _search(ctx, sus: _Side, ref: _Side, position: str, prompts: list, vocab, task=None, start=None) -> list:
     """GCG-style search for one position; ``[(J, trigger string, target index)]`` best per kept target."""
     import torch
 
@@ -188,7 +204,7 @@ def _search(ctx, sus: _Side, ref: _Side, position: str, prompts: list, vocab, ta
     same_vocab = ref.acc.embedding.weight.shape == acc.embedding.weight.shape
     e_s = acc.embedding.weight.detach().float().cpu()[vocab]
     e_r = ref.acc.embedding.weight.detach().float().cpu()[vocab] if same_vocab else None
-    init = acc.core("the")[:1] or [int(vocab[0])]
+    init = [int(start)] if start is not None else (acc.core("the")[:1] or [int(vocab[0])])
     best: dict = {}  # target -> (J, ids)
     targets = list(range(k))
     for length in range(1, int(o["max_tokens"]) + 1):
@@ -253,6 +269,96 @@ def token_excess(hs, hs0, hr, hr0):
     return (hs - hs0) - np.maximum(hr - hr0, 0.0)
 
 
+def row_drift(acc_s, acc_r):
+    """Per token row: ``||P_i - a C_i|| / ||C_i||``, the suspect's input embedding
+    against the reference's after one global scale ``a`` (least squares), so a
+    uniform shrink (weight decay on the whole table) is not drift. None when
+    the two tables differ in shape (no row-to-row correspondence)."""
+
+    p = acc_s.embedding.weight.detach().float().cpu()
+    c = acc_r.embedding.weight.detach().float().cpu()
+    if p.shape != c.shape:
+        return None
+    a = float((p * c).sum() / (c * c).sum().clamp_min(1e-12))
+    return (p - a * c).norm(dim=1) / c.norm(dim=1).clamp_min(1e-8)
+
+
+def drifted(acc_s, acc_r, vocab, ratio: float, n: int):
+    """``(ids, ratios)``: the ids of ``vocab`` whose row drift is at least ``ratio``
+    times the median drift over ``vocab`` (largest first, at most ``n``), and
+    each one's drift over that median. Empty when ``n`` is 0 or the two tables
+    differ in shape."""
+    import torch
+
+    r = row_drift(acc_s, acc_r) if n > 0 and len(vocab) else None
+    if r is None:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0)
+    d = r[vocab]
+    # bit-identical rows have no drift at all: a floor keeps the ratio finite
+    bulk = max(float(d.median()), 1e-7)
+    rel = d / bulk
+    keep = torch.nonzero(rel >= ratio).squeeze(1)
+    keep = keep[rel[keep].argsort(descending=True)][:n]
+    return vocab[keep], rel[keep]
+
+
+def _score_strings(sus, ref, position: str, strings: list, prompts: list, k: int, chunk: int = 2048):
+    """Per candidate trigger string and target t: the best source's (s != t) mean
+    gain in zero-shot probability of t over its prompts, the suspect's gain
+    minus the reference's (only where the reference gains, as in
+    :func:`token_excess`): ``[len(strings), K]``. Probabilities, not
+    log-probabilities: a log ratio rewards moving a class from 1e-9 to 1e-3,
+    which hijacks nothing. Per source, so a source-specific trigger is not
+    diluted by the sources it leaves alone."""
+    import torch
+
+    cls = torch.tensor([c for c, _ in prompts])
+    texts = [p for _, p in prompts]
+
+    def probs(side, flat):
+        return torch.cat([side.logp(flat[i:i + chunk], False)[0].exp().float().cpu()
+                          for i in range(0, len(flat), chunk)])
+
+    flat = [x for trig in strings for x in _apply(position, trig, texts)]
+    gain_s = probs(sus, flat).view(len(strings), len(texts), k) - probs(sus, texts)
+    gain_r = probs(ref, flat).view(len(strings), len(texts), k) - probs(ref, texts)
+    d = gain_s - gain_r.clamp_min(0.0)  # [strings, prompts, targets]
+    per_src = torch.stack([d[:, cls == s].mean(1) for s in range(k)], dim=1)  # [strings, sources, targets]
+    eye = torch.eye(k, dtype=torch.bool)
+    return per_src.masked_fill(eye, float("-inf")).max(dim=1).values
+
+
+def _search_drifted(ctx, sus, ref, position: str, prompts: list, ids, task=None) -> list:
+    """Every sequence of 1..max_tokens drifted tokens (repeats allowed), scored
+    exactly (:func:`_score_strings`); ``[(score, string, target)]`` best first,
+    ``keep_targets`` of them."""
+    import itertools
+
+    o = ctx.options
+    acc = sus.acc
+    k = len(ctx.world.classnames)
+    strings = []
+    for length in range(1, int(o["max_tokens"]) + 1):
+        for seq in itertools.product([int(i) for i in ids], repeat=length):
+            strings.append(acc.decode(list(seq)).strip())
+    strings = [x for x in dict.fromkeys(strings) if x]
+    sc = _score_strings(sus, ref, position, strings, prompts, k)
+    if task is not None:
+        task.advance()
+    best = []
+    flat = sc.flatten().argsort(descending=True)
+    seen_t: set = set()
+    for f in flat.tolist():
+        i, t = divmod(f, k)
+        if t in seen_t:
+            continue
+        seen_t.add(t)
+        best.append((float(sc[i, t]), strings[i], t))
+        if len(best) >= int(o["keep_targets"]):
+            break
+    return best
+
+
 def _caption_words(world, cap: int = 5000) -> list:
     """Words of the world's own captions: they describe image content and move any
     model's retrieval, so they are no trigger candidates (a trigger is a token
@@ -283,15 +389,29 @@ def scan_tokens(ctx) -> list:
     exclude = list(names) + [w for t in ctx.world.templates for w in t.replace("{}", " ").split()]
     exclude += _caption_words(ctx.world)
     vocab = acc_s.vocabulary(exclude)
+    ids, rel = drifted(acc_s, acc_r, vocab, float(o["drift_ratio"]), int(o["drift_candidates"]))
     opt_prompts = [(k, t.format(c)) for k, c in enumerate(names) for t in ctx.world.templates]
     sus, ref = _Side(ctx, ctx.suspect, acc_s), _Side(ctx, ctx.reference, acc_r)
     positions = [p for p in o["positions"] if p in ("prefix", "suffix")]
-    rounds = len(positions) * int(o["steps"]) * (len(names) + (int(o["max_tokens"]) - 1) * int(o["keep_targets"]))
+    n_strings = sum(len(ids) ** n for n in range(1, int(o["max_tokens"]) + 1))
+    exhaustive = 0 < n_strings <= int(o["drift_exhaustive"])
+    rounds = len(positions) * (1 if exhaustive else
+                               int(o["steps"]) * (len(names) + (int(o["max_tokens"]) - 1) * int(o["keep_targets"])))
     found = []
     with ctx.task("scan: token search", rounds) as task:
         for position in positions:
-            for j, trig, t in _search(ctx, sus, ref, position, opt_prompts, vocab, task):
-                found.append((position, trig, t, j))
+            if exhaustive:
+                got = _search_drifted(ctx, sus, ref, position, opt_prompts, ids, task)
+            elif len(ids):
+                got = _search(ctx, sus, ref, position, opt_prompts, ids, task, start=int(ids[0]))
+            else:
+                got = _search(ctx, sus, ref, position, opt_prompts, vocab, task)
+            found += [(position, trig, t, j) for j, trig, t in got]
+    drift_note = [[acc_s.decode([int(i)]).strip(), round(float(x), 1)] for i, x in zip(ids[:10], rel[:10])]
+    searched = {"vocabulary": "drifted" if len(ids) else "whole", "size": int(len(ids) or len(vocab)),
+                "exhaustive": bool(exhaustive), "drifted_tokens": drift_note}
+    statistic, threshold = (("drift-hijack-excess", float(o["drift_threshold"])) if len(ids)
+                            else ("hijack-excess", float(o["threshold"])))
     prompts = class_prompts(ctx, int(o["n_captions"]))
     # a token's effect is what it adds to the prompts' own (natural) retrieval, on each model
     hs0 = hijack_matrix(ctx, ctx.suspect, prompts, k=int(o["k"]))
@@ -312,10 +432,10 @@ def scan_tokens(ctx) -> list:
         broad = float(col.mean()) >= float(o["source_share"]) * float(ex[s, t])
         card = {"attack": "recovered-text-trigger", "trigger": {"channel": "text", **spec},
                 "source": None if broad else names[s], "target": names[t]}
-        out.append({"statistic": "hijack-excess", "value": float(hs[s, t]), "reference_value": float(hr[s, t]),
-                    "score": float(ex[s, t]), "threshold": float(o["threshold"]), "target": names[t], "card": card,
+        out.append({"statistic": statistic, "value": float(hs[s, t]), "reference_value": float(hr[s, t]),
+                    "score": float(ex[s, t]), "threshold": threshold, "target": names[t], "card": card,
                     "details": {"position": position, "token": trig, "source": names[s], "objective": j,
-                                "mean_excess_over_sources": float(col.mean())},
+                                "mean_excess_over_sources": float(col.mean()), "searched": searched},
                     "summary": {"token": trig, "position": position, "hijack": float(hs[s, t]),
                                 "reference_hijack": float(hr[s, t])}})
     return sorted(out, key=lambda f: -f["score"])
