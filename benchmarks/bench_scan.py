@@ -250,7 +250,17 @@ def _row(name: str, kind: str, card, s: dict, secs: list) -> dict:
 
 
 #: statistic -> the scanner option that holds its threshold
-THRESHOLD_KEYS = {("image-inversion", "inverted-ts-excess"): "ts_threshold"}
+THRESHOLD_KEYS = {("image-inversion", "inverted-ts-excess"): "ts_threshold",
+                  ("text-tokens", "drift-hijack-excess"): "drift_threshold"}
+
+
+def _optimised(f: dict) -> bool:
+    """Whether a finding's trigger was optimised against the suspect (records
+    made before findings said so: the inversion and the whole-vocabulary token
+    search)."""
+    if "optimised" in f:
+        return bool(f["optimised"])
+    return f["scanner"] == "image-inversion" or (f["scanner"], f["statistic"]) == ("text-tokens", "hijack-excess")
 
 
 def rejudge(record: dict, options=None) -> dict:
@@ -269,6 +279,7 @@ def rejudge(record: dict, options=None) -> dict:
         if opts is not None and f["statistic"] not in ("skipped", "not-derived", "error"):
             f["threshold"] = float(opts[THRESHOLD_KEYS.get((f["scanner"], f["statistic"]), "threshold")])
             f["decides"] = bool(opts.get("decides", True))
+            f["optimised"] = _optimised(f)
         findings.append(f)
     findings.sort(key=lambda f: -_norm(f))
     v = verdict_of(findings, record["tower_diff"], glob)

@@ -351,11 +351,31 @@ def run_scanners(ctx_kwargs: dict, scanners: dict, per_options: dict, progress=N
     return sorted(findings, key=lambda f: -_norm(f))
 
 
+def _decides(f: dict, tdiff: dict) -> bool:
+    """Whether a finding may decide a verdict: its scanner decides, and every
+    tower descends from the reference (with one trained apart, the suspect is
+    no fine-tune of it, and every differential statistic compares two
+    trainings: the clean seeds of the benchmark reach the attacks' inversion
+    values so)."""
+    return bool(f.get("decides", True)) and not tdiff.get("not_derived")
+
+
+def _rank(f: dict) -> tuple:
+    """Order of deciding findings: a trigger that was *given* (a family's scan
+    point, a trigger-free readout, the fine-tune's own drifted tokens) before
+    one *optimised* against the suspect (an inversion, a whole-vocabulary
+    token search: adversarial searches that find something in any model), then
+    score / threshold."""
+    return (bool(f.get("optimised")), -_norm(f))
+
+
 def verdict_of(findings: list, tdiff: dict, glob: dict) -> dict:
     """The checkpoint's verdict from its best finding (and its tower diff): the
-    best one over its threshold that recovered a card, else the best overall."""
-    hits = [f for f in findings if f.get("card") is not None and _norm(f) >= 1.0 and f.get("decides", True)]
-    leads = [f for f in findings if _norm(f) >= 1.0 and not f.get("decides", True)]
+    best deciding one over its threshold that recovered a card (:func:`_rank`),
+    else the best lead, else the best overall."""
+    hits = sorted((f for f in findings if f.get("card") is not None and _norm(f) >= 1.0 and _decides(f, tdiff)),
+                  key=_rank)
+    leads = [f for f in findings if _norm(f) >= 1.0 and not _decides(f, tdiff)]
     best = hits[0] if hits else leads[0] if leads else findings[0] if findings else None
     score = float(best["score"]) if best else 0.0
     thr = float(best["threshold"]) if best else 1.0
@@ -367,7 +387,9 @@ def verdict_of(findings: list, tdiff: dict, glob: dict) -> dict:
         verdict = "inconclusive"
         why = (f"{best['scanner']}: {best['statistic']} {score:.3f} >= threshold {thr:.3f}"
                + (f" toward {best['target']}" if best.get("target") else "")
-               + f", but {best['scanner']} does not decide alone (its statistic overlaps clean models): a lead")
+               + (f", but the {', '.join(tdiff['not_derived'])} tower does not descend from the reference: a lead"
+                  if tdiff.get("not_derived") else
+                  f", but {best['scanner']} does not decide alone (its statistic overlaps clean models): a lead"))
     elif tdiff.get("identical_towers") and tdiff.get("extra"):
         verdict = "inconclusive"
         why = tdiff["summary"] + "; the scan searched the towers only"
@@ -397,9 +419,9 @@ def recovered_cards(findings: list, tdiff: dict) -> list:
 
     out = []
     seen = set()
-    for f in findings:
+    for f in sorted(findings, key=_rank):
         card = f.get("card")
-        if card is None or _norm(f) < 1.0 or not f.get("decides", True):
+        if card is None or _norm(f) < 1.0 or not _decides(f, tdiff):
             continue
         key = json.dumps([card.get("trigger"), card.get("source"), card.get("target")], sort_keys=True)
         if key in seen:

@@ -149,7 +149,7 @@ def test_options_are_checked():
         parse_options(["novalue"])
     # every scanner has `decides`, declared or not
     _, per = split_options(parse_options(["image-families.decides=false", "lineage_cosine=0.9"]), scanners)
-    assert per["image-families"]["decides"] is False and per["image-inversion"]["decides"] is False
+    assert per["image-families"]["decides"] is False and per["image-inversion"]["decides"] is True
     # a value of the wrong kind is an input error naming the option, never a crash later
     for bad, want in (("lineage_cosine=abc", "expected a number"), ("audit=1", "expected true or false"),
                       ("n_shadow=true", "expected a number"), ("text-tokens.positions=3", "expected a JSON list"),
@@ -351,3 +351,31 @@ def test_the_token_search_recovers_a_trigger_from_drifted_rows(clean, world, tex
     # (the test world's short build hijacks more sources than truck, so the source is not checked here)
     assert best["target"] == "ship", best
     assert best["card"]["trigger"]["channel"] == "text"
+
+
+def test_a_given_trigger_outranks_an_optimised_one_and_a_tower_trained_apart_decides_nothing():
+    """Among deciding findings over threshold, a trigger the scan was given (a
+    family's scan point) comes before one optimised against the suspect (an
+    inversion), whatever their ratios; the recovered cards follow that order.
+    With a tower that does not descend from the reference, every finding is a
+    lead."""
+    from dife_core.scan import GLOBAL_OPTIONS, recovered_cards, verdict_of
+
+    def card(name, target):
+        return {"attack": "recovered-x", "trigger": {"channel": "image", "name": name, "params": {}},
+                "source": None, "target": target}
+
+    td = {"identical_towers": False, "extra": [], "changed_branches": ["visual"], "not_derived": []}
+    inverted = {"scanner": "image-inversion", "statistic": "inverted-ts-excess", "score": 0.9, "threshold": 0.3,
+                "target": "cat", "card": card("patch", "cat"), "decides": True, "optimised": True}
+    family = {"scanner": "image-families", "statistic": "ts-excess", "score": 0.4, "threshold": 0.3,
+              "target": "dog", "card": card("wanet", "dog"), "decides": True}
+    v = verdict_of([inverted, family], td, GLOBAL_OPTIONS)
+    assert v["verdict"] == "backdoored" and v["scanner"] == "image-families"
+    assert [c["target"] for c in recovered_cards([inverted, family], td)] == ["dog", "cat"]
+    # alone, the optimised trigger decides
+    assert verdict_of([inverted], td, GLOBAL_OPTIONS)["scanner"] == "image-inversion"
+    apart = {**td, "not_derived": ["text"]}
+    v = verdict_of([inverted, family], apart, GLOBAL_OPTIONS)
+    assert v["verdict"] == "inconclusive" and "text tower does not descend" in v["why"], v
+    assert recovered_cards([inverted, family], apart) == []

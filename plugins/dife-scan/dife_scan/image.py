@@ -17,12 +17,14 @@ FAMILY_OPTIONS = {
     "points": True,  # also try each family's declared scan points (its intensity range)
 }
 INVERSION_OPTIONS = {
-    # on the default world clean models of other seeds reach the attacks' inversion statistics
-    # (docs/scan.md, "Benchmark": mask-shrink 0.54, TS excess 0.77), so a finding over threshold
-    # is a lead (inconclusive), not a verdict
-    "decides": False,
+    # clean models of other seeds reach the attacks' inversion statistics (docs/scan.md, "Benchmark":
+    # mask-shrink 0.54, TS excess 0.77), but they are no fine-tunes of the reference: their text
+    # towers were trained apart, and then no finding decides (dife_core.scan._decides). Clean
+    # fine-tunes of the reference, the null of a suspect that descends from it, stay at 0.20 / 0.03.
     "threshold": 0.6,  # score = 1 - mask(suspect) / mask(reference) at which a checkpoint is flagged
-    "ts_threshold": 0.75,  # target-success excess of the inverted trigger at which a checkpoint is flagged
+    # target-success excess of the inverted trigger at which a checkpoint is flagged: a TS excess,
+    # judged like the families' (image-families.threshold)
+    "ts_threshold": 0.3,
     "min_ts_excess": 0.4,  # a mask-shrink finding needs at least this TS excess to yield a card
     "steps": 300,  # optimisation steps per model
     "batch": 48,  # shadow images per step
@@ -185,6 +187,8 @@ def scan_inversion(ctx) -> list:
         shrink["score"], shrink["card"] = 0.0, None  # never collapsed: no trigger found
     if ts["score"] < float(o["min_ts_excess"]):
         shrink["card"] = None  # a small collapsing mask that moves nothing to a target: nothing to audit
+    for f in (shrink, ts):
+        f["optimised"] = True  # a trigger optimised against the suspect (dife_core.scan._rank)
     return [shrink, ts]
 
 

@@ -432,7 +432,8 @@ def scan_tokens(ctx) -> list:
         broad = float(col.mean()) >= float(o["source_share"]) * float(ex[s, t])
         card = {"attack": "recovered-text-trigger", "trigger": {"channel": "text", **spec},
                 "source": None if broad else names[s], "target": names[t]}
-        out.append({"statistic": statistic, "value": float(hs[s, t]), "reference_value": float(hr[s, t]),
+        out.append({"statistic": statistic, "optimised": not len(ids),  # whole vocabulary: an adversarial search
+                    "value": float(hs[s, t]), "reference_value": float(hr[s, t]),
                     "score": float(ex[s, t]), "threshold": threshold, "target": names[t], "card": card,
                     "details": {"position": position, "token": trig, "source": names[s], "objective": j,
                                 "mean_excess_over_sources": float(col.mean()), "searched": searched},
