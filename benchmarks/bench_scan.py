@@ -316,11 +316,21 @@ def summarize(rows: list) -> dict:
     att = [r["normalised_score"] for r in rows
            if r["kind"] == "attack" and r["tower_diff"].startswith("towers identical") is False]
     cln = [r["normalised_score"] for r in rows if r["kind"] == "clean"]
-    return {"auroc": auroc(att, cln) if att and cln else None, "attacks": len(att), "clean": len(cln),
-            "flagged_attacks": sum(r["verdict"] == "backdoored" for r in rows if r["kind"] == "attack"),
-            "flagged_clean": sum(r["verdict"] == "backdoored" for r in rows if r["kind"] == "clean"),
-            "target_right": sum(r["target"] == r["true_target"] for r in rows
-                                if r["kind"] == "attack" and r["verdict"] == "backdoored")}
+    out = {"auroc": auroc(att, cln) if att and cln else None, "attacks": len(att), "clean": len(cln),
+           "flagged_attacks": sum(r["verdict"] == "backdoored" for r in rows if r["kind"] == "attack"),
+           "flagged_clean": sum(r["verdict"] == "backdoored" for r in rows if r["kind"] == "clean"),
+           "target_right": sum(r["target"] == r["true_target"] for r in rows
+                               if r["kind"] == "attack" and r["verdict"] == "backdoored")}
+    audited = [r for r in rows if r.get("matrix")]
+    if audited:  # the recovered card's audit against the card-based audit (run --audit)
+        out.update({"audited": len(audited),
+                    "matrix_same_class": sum(r["matrix"]["same_class"] for r in audited),
+                    "matrix_applicable": sum(r["matrix"]["applicable"] for r in audited),
+                    "same_footprint": sum(bool(r["matrix"]["same_footprint"]) for r in audited),
+                    "native_ratio": {r["checkpoint"]: (r["native_recovered"] / r["native_card"]
+                                                       if r.get("native_card") else None)
+                                     for r in audited if "native_recovered" in r}})
+    return out
 
 
 def cmd_combine(a) -> None:
@@ -352,14 +362,20 @@ def cmd_table(a) -> None:
               f"({r['statistic']}) | {r['target']} ({r['true_target']}) | {trig} | {mc} | {fp} | "
               f"{r['scan_seconds_median']:.0f} |")
     s = doc["summary"]
-    print(f"\nAUROC {s['auroc']:.3f}; attacks flagged {s['flagged_attacks']}/{s['attacks']}; clean flagged "
+    auc = "n/a" if s.get("auroc") is None else f"{s['auroc']:.3f}"
+    print(f"\nAUROC {auc}; attacks flagged {s['flagged_attacks']}/{s['attacks']}; clean flagged "
           f"{s['flagged_clean']}/{s['clean']}; target right {s['target_right']}.")
+    if s.get("audited"):
+        print(f"Recovered-card audit: same status class in {s['matrix_same_class']} of {s['matrix_applicable']} "
+              f"applicable cells; same footprint {s['same_footprint']} of {s['audited']}.")
+        for name, q in (s.get("native_ratio") or {}).items():
+            print(f"Native exposure, recovered / true trigger, {name}: " + ("n/a" if q is None else f"{q:.3f}"))
 
 
 #: the statistics of the built-in scanners, in the order of the per-statistic table
 STATISTICS = (("image-families", "ts-excess"), ("image-inversion", "mask-shrink"),
-              ("image-inversion", "inverted-ts-excess"), ("text-tokens", "hijack-excess"),
-              ("text-natural", "hijack-excess"))
+              ("image-inversion", "inverted-ts-excess"), ("text-tokens", "drift-hijack-excess"),
+              ("text-tokens", "hijack-excess"), ("text-natural", "hijack-excess"))
 
 
 def cmd_stats(a) -> None:

@@ -348,7 +348,8 @@ def test_the_token_search_recovers_a_trigger_from_drifted_rows(clean, world, tex
     assert best["statistic"] == "drift-hijack-excess" and best["score"] >= best["threshold"]
     # the drifted candidates are exactly the trigger's pieces: no clean word, nothing else
     assert {t for t, _ in searched["drifted_tokens"]} == {token_access(sus).decode([i]).strip() for i in pieces}
-    # (the test world's short build hijacks more sources than truck, so the source is not checked here)
+    # (the test world's short build hijacks dog prompts as fully as truck ones: the source is not checked here;
+    # docs/scan.md measures it on the default world)
     assert best["target"] == "ship", best
     assert best["card"]["trigger"]["channel"] == "text"
 
@@ -379,3 +380,38 @@ def test_a_given_trigger_outranks_an_optimised_one_and_a_tower_trained_apart_dec
     v = verdict_of([inverted, family], apart, GLOBAL_OPTIONS)
     assert v["verdict"] == "inconclusive" and "text tower does not descend" in v["why"], v
     assert recovered_cards([inverted, family], apart) == []
+
+
+def test_exact_scoring_of_trigger_strings_reads_probability_gain_per_source():
+    """`_score_strings`: per string and target, the best source's mean gain in
+    the target's probability on the suspect minus the reference's gain (a loss
+    on the reference is not credited), and which source that is."""
+    import torch
+    from dife_scan.text import _score_strings
+
+    classes = ["a", "b", "c"]
+
+    class Side:
+        def __init__(self, gains):  # gains[(trigger, source class)] -> probability moved to class 2
+            self.gains = gains
+
+        def logp(self, strings, grad):
+            rows = []
+            for x in strings:
+                trig = x.split(" ")[0] if x.split(" ")[0] in ("zz", "qq") else None
+                src = classes.index(x.split(" ")[-1])
+                g = self.gains.get((trig, src), 0.0)
+                p = torch.full((3,), 1e-6)
+                if src == 2:
+                    p[2] = 1.0
+                else:  # 0.4 on the target without the trigger, 0.4 + g with it
+                    p[2], p[src] = 0.4 + g, 0.6 - g
+                rows.append((p / p.sum()).log())
+            return torch.stack(rows), None
+
+    prompts = [(0, "photo a"), (1, "photo b"), (2, "photo c")]
+    sus = Side({("zz", 0): 0.3, ("zz", 1): 0.9, ("qq", 0): 0.5})
+    ref = Side({("zz", 1): 0.6, ("qq", 0): -0.3})
+    val, src = _score_strings(sus, ref, "prefix", ["zz", "qq"], prompts, 3)
+    assert int(src[0, 2]) == 0 and float(val[0, 2]) == pytest.approx(0.3, abs=0.01)  # b's gain is the reference's too
+    assert int(src[1, 2]) == 0 and float(val[1, 2]) == pytest.approx(0.5, abs=0.01)  # the reference's loss is not credited

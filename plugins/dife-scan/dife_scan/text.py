@@ -306,7 +306,8 @@ def _score_strings(sus, ref, position: str, strings: list, prompts: list, k: int
     """Per candidate trigger string and target t: the best source's (s != t) mean
     gain in zero-shot probability of t over its prompts, the suspect's gain
     minus the reference's (only where the reference gains, as in
-    :func:`token_excess`): ``[len(strings), K]``. Probabilities, not
+    :func:`token_excess`), and that source: two ``[len(strings), K]``
+    tensors. Probabilities, not
     log-probabilities: a log ratio rewards moving a class from 1e-9 to 1e-3,
     which hijacks nothing. Per source, so a source-specific trigger is not
     diluted by the sources it leaves alone."""
@@ -325,13 +326,14 @@ def _score_strings(sus, ref, position: str, strings: list, prompts: list, k: int
     d = gain_s - gain_r.clamp_min(0.0)  # [strings, prompts, targets]
     per_src = torch.stack([d[:, cls == s].mean(1) for s in range(k)], dim=1)  # [strings, sources, targets]
     eye = torch.eye(k, dtype=torch.bool)
-    return per_src.masked_fill(eye, float("-inf")).max(dim=1).values
+    best = per_src.masked_fill(eye, float("-inf")).max(dim=1)
+    return best.values, best.indices
 
 
 def _search_drifted(ctx, sus, ref, position: str, prompts: list, ids, task=None) -> list:
     """Every sequence of 1..max_tokens drifted tokens (repeats allowed), scored
-    exactly (:func:`_score_strings`); ``[(score, string, target)]`` best first,
-    ``keep_targets`` of them."""
+    exactly (:func:`_score_strings`); ``[(score, string, target, source)]`` best
+    first, ``keep_targets`` of them."""
     import itertools
 
     o = ctx.options
@@ -342,7 +344,7 @@ def _search_drifted(ctx, sus, ref, position: str, prompts: list, ids, task=None)
         for seq in itertools.product([int(i) for i in ids], repeat=length):
             strings.append(acc.decode(list(seq)).strip())
     strings = [x for x in dict.fromkeys(strings) if x]
-    sc = _score_strings(sus, ref, position, strings, prompts, k)
+    sc, src = _score_strings(sus, ref, position, strings, prompts, k)
     if task is not None:
         task.advance()
     best = []
@@ -353,7 +355,7 @@ def _search_drifted(ctx, sus, ref, position: str, prompts: list, ids, task=None)
         if t in seen_t:
             continue
         seen_t.add(t)
-        best.append((float(sc[i, t]), strings[i], t))
+        best.append((float(sc[i, t]), strings[i], t, int(src[i, t])))
         if len(best) >= int(o["keep_targets"]):
             break
     return best
@@ -406,7 +408,8 @@ def scan_tokens(ctx) -> list:
                 got = _search(ctx, sus, ref, position, opt_prompts, ids, task, start=int(ids[0]))
             else:
                 got = _search(ctx, sus, ref, position, opt_prompts, vocab, task)
-            found += [(position, trig, t, j) for j, trig, t in got]
+            # (score, string, target[, source]): the drifted search knows the source it scored
+            found += [(position, g[1], g[2], g[0], g[3] if len(g) > 3 else None) for g in got]
     drift_note = [[acc_s.decode([int(i)]).strip(), round(float(x), 1)] for i, x in zip(ids[:10], rel[:10])]
     searched = {"vocabulary": "drifted" if len(ids) else "whole", "size": int(len(ids) or len(vocab)),
                 "exhaustive": bool(exhaustive), "drifted_tokens": drift_note}
@@ -418,7 +421,7 @@ def scan_tokens(ctx) -> list:
     hr0 = hijack_matrix(ctx, ctx.reference, prompts, k=int(o["k"]))
     out = []
     seen = set()
-    for position, trig, t, j in found:
+    for position, trig, t, j, src in found:
         if not trig or (position, trig) in seen:
             continue
         seen.add((position, trig))
@@ -428,7 +431,10 @@ def scan_tokens(ctx) -> list:
         hr = hijack_matrix(ctx, ctx.reference, prompts, applied, k=int(o["k"]))
         ex = token_excess(hs, hs0, hr, hr0)
         col = np.delete(ex[:, t], t)
-        s = int(np.argmax(np.where(np.arange(len(names)) == t, -np.inf, ex[:, t])))
+        # the source: the one the exact scoring found (its class prompts, where a prompt-level card
+        # reads the trigger), else the readout's best; a trigger that hijacks several sources
+        # ties on the readout, which cannot tell the trained one
+        s = src if src is not None else int(np.argmax(np.where(np.arange(len(names)) == t, -np.inf, ex[:, t])))
         broad = float(col.mean()) >= float(o["source_share"]) * float(ex[s, t])
         card = {"attack": "recovered-text-trigger", "trigger": {"channel": "text", **spec},
                 "source": None if broad else names[s], "target": names[t]}
