@@ -414,4 +414,4 @@ def test_exact_scoring_of_trigger_strings_reads_probability_gain_per_source():
     ref = Side({("zz", 1): 0.6, ("qq", 0): -0.3})
     val, src = _score_strings(sus, ref, "prefix", ["zz", "qq"], prompts, 3)
     assert int(src[0, 2]) == 0 and float(val[0, 2]) == pytest.approx(0.3, abs=0.01)  # b's gain is the reference's too
-    assert int(src[1, 2]) == 0 and float(val[1, 2]) == pytest.approx(0.5, abs=0.01)  # the reference's loss is not credited
+    assert int(src[1, 2]) == 0 and float(val[1, 2]) == pytest.approx(0.5, abs=0.01)  # a loss is not credited
