@@ -232,13 +232,26 @@ def cmd_run(a) -> None:
     print(json.dumps(doc["summary"], indent=2))
 
 
+def deciding_score(record: dict) -> float:
+    """The best score / threshold among the findings that may decide a verdict
+    (the scanner decides and every tower descends from the reference); 0 when
+    none may. The verdict is ``backdoored`` exactly when this reaches 1 on a
+    finding with a card."""
+    from dife_core.scan import _decides, _norm
+
+    td = record.get("tower_diff") or {}
+    return max((_norm(f) for f in record.get("findings") or () if _decides(f, td)
+                and f.get("statistic") not in ("skipped", "not-derived", "error")), default=0.0)
+
+
 def _row(name: str, kind: str, card, s: dict, secs: list) -> dict:
     """A benchmark row from a scan record (``card``: the suspect's own card, for grading only)."""
     rec = s["recovered"][0] if s["recovered"] else None
     return {"checkpoint": name, "kind": kind,
             "attack": (card or {}).get("attack"), "true_target": (card or {}).get("target"),
             "true_trigger": (card or {}).get("trigger"), "verdict": s["verdict"], "score": s["score"],
-            "threshold": s["threshold"], "normalised_score": s["normalised_score"], "statistic": s["statistic"],
+            "threshold": s["threshold"], "normalised_score": s["normalised_score"],
+            "deciding_score": deciding_score(s), "statistic": s["statistic"],
             "scanner": s["scanner"], "target": s["target"],
             "recovered_trigger": (rec or {}).get("trigger") if rec and (rec.get("trigger") or {}).get("name")
             != "masked-pattern" else {"name": "masked-pattern",
@@ -316,7 +329,13 @@ def summarize(rows: list) -> dict:
     att = [r["normalised_score"] for r in rows
            if r["kind"] == "attack" and r["tower_diff"].startswith("towers identical") is False]
     cln = [r["normalised_score"] for r in rows if r["kind"] == "clean"]
-    out = {"auroc": auroc(att, cln) if att and cln else None, "attacks": len(att), "clean": len(cln),
+    # the same, over the findings that may decide (rows made before it was recorded have none)
+    att_d = [r.get("deciding_score") for r in rows
+             if r["kind"] == "attack" and r["tower_diff"].startswith("towers identical") is False]
+    cln_d = [r.get("deciding_score") for r in rows if r["kind"] == "clean"]
+    ok = att_d and cln_d and None not in att_d + cln_d
+    out = {"auroc": auroc(att, cln) if att and cln else None,
+           "auroc_deciding": auroc(att_d, cln_d) if ok else None, "attacks": len(att), "clean": len(cln),
            "flagged_attacks": sum(r["verdict"] == "backdoored" for r in rows if r["kind"] == "attack"),
            "flagged_clean": sum(r["verdict"] == "backdoored" for r in rows if r["kind"] == "clean"),
            "target_right": sum(r["target"] == r["true_target"] for r in rows
@@ -334,12 +353,18 @@ def summarize(rows: list) -> dict:
 
 
 def cmd_combine(a) -> None:
-    """Runs made apart (e.g. suspects and clean seeds) -> one file with one summary."""
+    """Runs made apart (e.g. suspects and clean seeds) -> one file with one summary.
+    A checkpoint in a later file replaces the same checkpoint of an earlier one
+    (a re-run), in place."""
     docs = [json.loads(Path(f).read_text()) for f in a.files]
-    refs = {d["reference"] for d in docs}
-    if len(refs) != 1:
-        raise SystemExit(f"the runs scanned against different references: {sorted(refs)}")
-    doc = {**docs[0], "rows": [r for d in docs for r in d["rows"]], "combined_from": list(a.files)}
+    rows: dict = {}
+    for d in docs:
+        for r in d["rows"]:
+            # each row says which reference it was scanned against (suspects built on another base)
+            rows[r["checkpoint"]] = {**r, "reference": r.get("reference") or d["reference"]}
+    refs = sorted({r["reference"] for r in rows.values()})
+    doc = {**docs[0], "reference": refs[0] if len(refs) == 1 else refs, "rows": list(rows.values()),
+           "combined_from": list(a.files)}
     doc["summary"] = summarize(doc["rows"])
     Path(a.json).write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(doc["summary"], indent=2))
@@ -363,6 +388,8 @@ def cmd_table(a) -> None:
               f"{r['scan_seconds_median']:.0f} |")
     s = doc["summary"]
     auc = "n/a" if s.get("auroc") is None else f"{s['auroc']:.3f}"
+    if s.get("auroc_deciding") is not None:
+        auc += f" (deciding findings only: {s['auroc_deciding']:.3f})"
     print(f"\nAUROC {auc}; attacks flagged {s['flagged_attacks']}/{s['attacks']}; clean flagged "
           f"{s['flagged_clean']}/{s['clean']}; target right {s['target_right']}.")
     if s.get("audited"):
@@ -388,6 +415,9 @@ def cmd_stats(a) -> None:
     print("|---|---|" + "---|" * len(head))
     ranges: dict = {}
     for r in doc["rows"]:
+        # a clean model with a tower trained apart from the reference: its findings are leads only
+        kind = ("clean-apart" if r["kind"] == "clean" and any(f["statistic"] == "not-derived" for f in r["findings"])
+                else r["kind"])
         cells = []
         for sc, st in STATISTICS:
             fs = [f for f in r["findings"] if f["scanner"] == sc]
@@ -395,22 +425,27 @@ def cmd_stats(a) -> None:
             if mine:
                 v = max(mine)
                 cells.append(f"{v:.2f}")
-                ranges.setdefault((sc, st, r["kind"]), []).append(v)
+                ranges.setdefault((sc, st, kind), []).append(v)
             else:
                 kinds = {f["statistic"] for f in fs}
                 cells.append("n.d." if "not-derived" in kinds else "—")
         print(f"| {r['checkpoint']} | {r['kind']} | " + " | ".join(cells) + " |")
-    print("\n| statistic | threshold | attacks (min–max) | clean (max) |")
-    print("|---|---|---|---|")
+    print("\n| statistic | threshold | attacks (min–max) | clean, descending (max) "
+          "| clean, a tower apart (max; leads) |")
+    print("|---|---|---|---|---|")
     thr = {}
     for r in doc["rows"]:
         for f in r["findings"]:
             thr.setdefault((f["scanner"], f["statistic"]), f["threshold"])
     for sc, st in STATISTICS:
-        at, cl = ranges.get((sc, st, "attack"), []), ranges.get((sc, st, "clean"), [])
+        at = ranges.get((sc, st, "attack"), [])
+
+        def top(vals):
+            return f"{max(vals):.2f} ({len(vals)} searched)" if vals else "— (none found)"
+
         print(f"| `{sc}` `{st}` | {thr.get((sc, st), float('nan')):.2f} | "
               + (f"{min(at):.2f}–{max(at):.2f}" if at else "—") + " | "
-              + (f"{max(cl):.2f} ({len(cl)} searched)" if cl else "— (none searched)") + " |")
+              + top(ranges.get((sc, st, "clean"), [])) + " | " + top(ranges.get((sc, st, "clean-apart"), [])) + " |")
 
 
 def main(argv=None) -> None:
