@@ -253,9 +253,9 @@ def _row(name: str, kind: str, card, s: dict, secs: list) -> dict:
             "threshold": s["threshold"], "normalised_score": s["normalised_score"],
             "deciding_score": deciding_score(s), "statistic": s["statistic"],
             "scanner": s["scanner"], "target": s["target"],
-            "recovered_trigger": (rec or {}).get("trigger") if rec and (rec.get("trigger") or {}).get("name")
-            != "masked-pattern" else {"name": "masked-pattern",
-                                      "mask_l1": (rec or {}).get("recovered", {}).get("mask_l1")},
+            "recovered_trigger": None if rec is None else rec.get("trigger")
+            if (rec.get("trigger") or {}).get("name") != "masked-pattern"
+            else {"name": "masked-pattern", "mask_l1": rec.get("recovered", {}).get("mask_l1")},
             "recovered_source": (rec or {}).get("source"), "tower_diff": s["tower_diff"]["summary"],
             "scan_seconds": secs, "scan_seconds_median": statistics.median(secs),
             "findings": [{k: f.get(k) for k in ("scanner", "statistic", "score", "threshold", "target", "summary",
@@ -376,7 +376,8 @@ def cmd_table(a) -> None:
           "matrix same class | footprint | scan s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in doc["rows"]:
-        t = r.get("recovered_trigger") or {}
+        # (rows made before _row said None for "nothing recovered" carry a placeholder)
+        t = (r.get("recovered_trigger") or {}) if r["verdict"] == "backdoored" else {}
         trig = t.get("name") or "—"
         if (t.get("params") or {}).get("token"):
             trig += f" `{t['params']['token']}`"
