@@ -320,9 +320,16 @@ def _score_strings(sus, ref, position: str, strings: list, prompts: list, k: int
         return torch.cat([side.logp(flat[i:i + chunk], False)[0].exp().float().cpu()
                           for i in range(0, len(flat), chunk)])
 
+    def plain(side):  # the untriggered prompts: encoded once per model, whatever the position
+        memo = side.__dict__.setdefault("_plain", {})
+        key = tuple(texts)
+        if key not in memo:
+            memo[key] = probs(side, texts)
+        return memo[key]
+
     flat = [x for trig in strings for x in _apply(position, trig, texts)]
-    gain_s = probs(sus, flat).view(len(strings), len(texts), k) - probs(sus, texts)
-    gain_r = probs(ref, flat).view(len(strings), len(texts), k) - probs(ref, texts)
+    gain_s = probs(sus, flat).view(len(strings), len(texts), k) - plain(sus)
+    gain_r = probs(ref, flat).view(len(strings), len(texts), k) - plain(ref)
     d = gain_s - gain_r.clamp_min(0.0)  # [strings, prompts, targets]
     per_src = torch.stack([d[:, cls == s].mean(1) for s in range(k)], dim=1)  # [strings, sources, targets]
     eye = torch.eye(k, dtype=torch.bool)
