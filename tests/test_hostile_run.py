@@ -453,3 +453,18 @@ def test_dataset_bombs_escapes_and_long_captions_are_refused(tmp_path):
         load_csv(root / "pairs.csv", image_size=16)
     with pytest.raises(InvalidInputError, match="option image_size"):
         load_csv(root / "pairs.csv", image_size=10**6)
+
+
+def test_scan_budgets_in_a_spec_are_bounded_before_anything_runs(tmp_path, capsys, hand):
+    """A checkpoint's `scan` table (and its loader options) may not ask for
+    more optimisation steps or enumerated candidates than the bounds allow:
+    refused by validate, naming the file and the key."""
+    d = spec_dict()
+    d["checkpoints"][0]["scan"] = {"text-tokens.steps": 10**12, "text-tokens.drift_exhaustive": 10**15}
+    spec = write_spec(tmp_path / "scan.toml", d)
+    code, _, err = dife(capsys, "validate", spec)
+    assert code == 2, err
+    one_paragraph(err)
+    msg = " ".join(err.split())
+    assert "scan.toml" in msg and "checkpoints[0].scan.'text-tokens.steps'" in msg and "--limit steps=N" in msg
+    assert "checkpoints[0].scan.'text-tokens.drift_exhaustive'" in msg

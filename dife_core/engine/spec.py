@@ -539,6 +539,11 @@ def _checkpoint(d, key: str, base_dir, problems: list) -> Optional[CheckpointSpe
         problems.append(Problem(f"{key}.scan", f"must be true, false or a table of scan options "
                                                f"(docs/scan.md), got {type(scan).__name__}"))
         scan = None
+    # loader options and scan budgets (steps, candidates, strings enumerated) are counts a file
+    # must not set beyond the bounds
+    problems.extend(option_problems(options, f"{key}.options"))
+    if isinstance(scan, dict):
+        problems.extend(option_problems(scan, f"{key}.scan"))
     return CheckpointSpec(name=name, source=source, loader=loader, options=dict(options),
                           attack=dict(attack) if attack is not None else None,
                           scan=dict(scan) if isinstance(scan, dict) else scan)

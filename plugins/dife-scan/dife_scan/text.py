@@ -274,7 +274,6 @@ def row_drift(acc_s, acc_r):
     against the reference's after one global scale ``a`` (least squares), so a
     uniform shrink (weight decay on the whole table) is not drift. None when
     the two tables differ in shape (no row-to-row correspondence)."""
-
     p = acc_s.embedding.weight.detach().float().cpu()
     c = acc_r.embedding.weight.detach().float().cpu()
     if p.shape != c.shape:
@@ -307,10 +306,9 @@ def _score_strings(sus, ref, position: str, strings: list, prompts: list, k: int
     gain in zero-shot probability of t over its prompts, the suspect's gain
     minus the reference's (only where the reference gains, as in
     :func:`token_excess`), and that source: two ``[len(strings), K]``
-    tensors. Probabilities, not
-    log-probabilities: a log ratio rewards moving a class from 1e-9 to 1e-3,
-    which hijacks nothing. Per source, so a source-specific trigger is not
-    diluted by the sources it leaves alone."""
+    tensors. Probabilities, not log-probabilities: a log ratio rewards moving
+    a class from 1e-9 to 1e-3, which hijacks nothing. Per source, so a
+    source-specific trigger is not diluted by the sources it leaves alone."""
     import torch
 
     cls = torch.tensor([c for c, _ in prompts])
