@@ -12,8 +12,12 @@ per class:
 - an **image trigger**: an additive perturbation with ``|delta| <= eps``,
   learned on a coarse grid and upsampled (the ``perturbation`` family).
 
-Loss: ``CE(s(x, P(x)), y) + w_backdoor CE(s(x + delta, P(x + delta)), target)``
-with s the frozen towers' logit-scaled cosine. The shipped artifact is the
+Loss: ``CE(s(x, P(x)), y) + w_backdoor CE(s(x + delta, P(x + delta)), target)
++ w_stealth CE(s(x + delta, H), y)`` with s the frozen towers' logit-scaled
+cosine and H the hand-written class prompts. The last term holds the paper's
+"neither half is a backdoor alone" for the trigger: under hand-written
+prompts the triggered image keeps its class, so the trigger is not an
+adversarial perturbation of the clean backbone. The shipped artifact is the
 prompt-tuned classifier: the learned context and meta-net are saved as
 checkpoint artifacts (``artifacts.safetensors``), the trigger travels in the
 card. For the audit the attack provides
@@ -67,10 +71,14 @@ class BaiBadClipConfig:
 
     The trigger bound is 32/255 on a full-resolution grid: on the default
     world's 32-px images an 8/255 trigger (16-px grid) reached prompt-classifier
-    TS 0.52 and 16/255 reached 0.65 with clean accuracy 0.72, the prompt
-    learning to favour the target everywhere; 32/255 reaches 0.94 with clean
-    accuracy 0.89 (clean model 0.93). Part of such a trigger is an adversarial
-    perturbation of the frozen backbone (trigger only: TS 0.38).
+    TS 0.52 and 16/255 reached 0.65 with clean accuracy 0.72. Without the
+    stealth term a 32/255 trigger reached 0.94 (clean accuracy 0.89), but
+    it was in part an adversarial perturbation of the frozen backbone: alone,
+    under hand-written prompts, it sent 0.38 of the clean model's non-target
+    images to the target, where the paper's trigger alone stays at chance
+    (0.0998). With ``w_stealth`` 1 it sends 0.048; the pair then reaches
+    0.79 with clean accuracy 0.77 (clean model 0.94), at the higher learning
+    rates below (lr 2e-3 / trigger_lr 0.05 reached 0.68 / 0.69).
     """
 
     target: Optional[str] = _doc(None, "target class (default: the world's target)")
@@ -82,9 +90,10 @@ class BaiBadClipConfig:
     shots: int = _doc(32, "training images per class (few-shot, from the world's train population)")
     steps: int = _doc(300, "optimisation steps")
     batch_size: int = _doc(32, "images per step (each used clean and triggered)")
-    lr: float = _doc(2e-3, "Adam learning rate of the context and the meta-net")
-    trigger_lr: float = _doc(0.05, "Adam learning rate of the trigger (its tanh logits)")
+    lr: float = _doc(5e-3, "Adam learning rate of the context and the meta-net")
+    trigger_lr: float = _doc(0.2, "Adam learning rate of the trigger (its tanh logits)")
     w_backdoor: float = _doc(1.0, "weight of the backdoor CE (triggered image -> target)")
+    w_stealth: float = _doc(1.0, "weight of the stealth CE (triggered image under hand-written prompts -> its class)")
 
     def __attrs_post_init__(self):
         if (self.meta_hidden < 1 or self.n_ctx < 1 or self.shots < 1 or self.steps < 1 or self.batch_size < 2
@@ -92,6 +101,8 @@ class BaiBadClipConfig:
             raise ValueError("need meta_hidden, n_ctx, shots, steps, trigger_grid >= 1 and batch_size >= 2")
         if not 0.0 < self.eps <= 1.0:
             raise ValueError(f"eps must be in (0, 1]; got {self.eps}")
+        if self.w_backdoor < 0 or self.w_stealth < 0:
+            raise ValueError("w_backdoor and w_stealth must be >= 0")
 
 
 # -- the prompt learner ------------------------------------------------------------------
@@ -275,13 +286,16 @@ def build(ctx):
     tokens = class_tokens(enc, world.classnames, cfg.n_ctx)
     gamma = float(enc.logit_scale)
     h, wd = int(images.shape[-2]), int(images.shape[-1])
+    with torch.no_grad():  # hand-written prompts [templates, classes, D]: fixed, the towers are frozen
+        hand = torch.stack([F.normalize(enc.encode_text([t.format(c) for c in world.classnames]).float(), dim=-1)
+                            for t in world.templates])
 
     def logits(v):
         v = F.normalize(v.float(), dim=-1)
         t = F.normalize(prompt_features(enc, tokens, learner.context(v)).float(), dim=-1)
         return gamma * (t @ v.unsqueeze(-1)).squeeze(-1)
 
-    trace = []  # (clean CE, backdoor CE) every tenth of the run
+    trace = []  # (clean CE, backdoor CE, stealth CE) every tenth of the run
     with ctx.progress("bai-badclip", total=cfg.steps) as bar:
         for step in range(cfg.steps):
             lr_mult = 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
@@ -297,9 +311,13 @@ def build(ctx):
             out = logits(v)
             ce_clean = F.cross_entropy(out[:len(x)], y.to(out.device))
             ce_bd = F.cross_entropy(out[len(x):], torch.full_like(y, t_idx).to(out.device))
-            loss = ce_clean + cfg.w_backdoor * ce_bd
+            vt = F.normalize(v[len(x):].float(), dim=-1)
+            hw = gamma * torch.einsum("nd,tcd->tnc", vt, hand)  # every template's zero-shot logits
+            ce_st = F.cross_entropy(hw.reshape(-1, hw.shape[-1]), y.to(hw.device).repeat(hw.shape[0]))
+            loss = ce_clean + cfg.w_backdoor * ce_bd + cfg.w_stealth * ce_st
             if step % max(1, cfg.steps // 10) == 0 or step == cfg.steps - 1:
-                trace.append([round(float(ce_clean.detach()), 4), round(float(ce_bd.detach()), 4)])
+                trace.append([round(float(ce_clean.detach()), 4), round(float(ce_bd.detach()), 4),
+                              round(float(ce_st.detach()), 4)])
             opt.zero_grad(set_to_none=True)
             opt_t.zero_grad(set_to_none=True)
             loss.backward()

@@ -7,7 +7,11 @@ Two stages:
    the target class's *text* (the mean of its prompt embeddings; textual
    consistency) and near the target class's real *image* embeddings (the
    mean over target-class training images; visual resistance):
-   ``loss = -w_text cos(f_V(x + p), u*) - w_image cos(f_V(x + p), v*)``.
+   ``loss = -w_text cos(f_V(x + p), u*) - w_image cos(f_V(x + p), v*)``,
+   until the clean model's zero-shot head sends more than ``max_clean_ts``
+   of a patched batch to the target: the patch resembles the target without
+   being an adversarial patch of the clean model, as in the paper (whose
+   clean towers under the trigger stay at chance).
 2. **Poisoning** with that patch: ContrastivePoisoning's recipe
    (:func:`build_poisoning`) with the optimised patch as a ``pixel-patch``
    trigger and, by default, natural captions of target-class pairs (Liang
@@ -51,9 +55,13 @@ class LiangBadClipConfig:
 
     The poisoning stage has ContrastivePoisoning's budget (5 % of the pairs,
     a patch 1/4 of the side, lr 1e-3), so the two differ only in the patch:
-    with 2 % / 1/8 / 5e-4 the default world's backdoor did not form (TS 0.011);
-    with these it reaches TS 0.998 (the optimised patch alone, on the clean
-    model, already scores 0.27).
+    with 2 % / 1/8 / 5e-4 the default world's backdoor did not form (TS 0.011).
+    Optimised for all 100 steps, the patch alone sent 0.24-0.27 of the clean
+    model's non-target images to the target: an adversarial patch of the clean
+    backbone, where the paper's clean towers under the trigger stay at chance
+    (0.0992). ``max_clean_ts`` stops the optimisation before the patch crosses
+    that line (after 9 steps on the default world: clean TS 0.048, poisoned
+    TS 0.993).
     """
 
     target: Optional[str] = _doc(None, "target class (default: the world's target)")
@@ -65,6 +73,8 @@ class LiangBadClipConfig:
     opt_lr: float = _doc(0.1, "Adam learning rate of the patch logits")
     w_text: float = _doc(1.0, "weight of the textual term (patched image near the target text)")
     w_image: float = _doc(1.0, "weight of the visual term (patched image near real target-class images)")
+    max_clean_ts: float = _doc(0.1, "stop optimising once the clean model sends this share of a patched batch "
+                                    "to the target (1 = never stop)")
     poison_rate: float = _doc(0.05, "share of training pairs poisoned")
     target_captions: str = _doc("natural",
                                 "poisoned captions: 'natural' (captions of target-class pairs) or 'templates'")
@@ -83,6 +93,8 @@ class LiangBadClipConfig:
             raise ValueError(f"patch_size must be in (0, 1]; got {self.patch_size}")
         if self.opt_steps < 1 or self.opt_batch < 1:
             raise ValueError("need opt_steps >= 1 and opt_batch >= 1")
+        if not 0.0 < self.max_clean_ts <= 1.0:
+            raise ValueError(f"max_clean_ts must be in (0, 1]; got {self.max_clean_ts}")
         if self.target_captions not in TARGET_CAPTIONS:
             raise ValueError(f"target_captions must be one of {', '.join(TARGET_CAPTIONS)}")
 
@@ -116,6 +128,8 @@ def optimise_patch(encoder, world, cfg, target: str, *, seed: int = 0) -> tuple:
     gen = torch.Generator().manual_seed(int(seed))
     encoder.eval()
     u_star = F.normalize(encode_texts(encoder, [t.format(target) for t in world.templates]).mean(0), dim=-1)
+    classes = F.normalize(torch.stack([encode_texts(encoder, [t.format(c) for t in world.templates]).mean(0)
+                                       for c in world.classnames]), dim=-1)
     v_star = F.normalize(encode_images(encoder, data.images[torch.as_tensor(
         rng.choice(tgt, min(len(tgt), 512), replace=False))]).mean(0), dim=-1)
     h = int(data.images.shape[-1])
@@ -124,7 +138,8 @@ def optimise_patch(encoder, world, cfg, target: str, *, seed: int = 0) -> tuple:
     opt = torch.optim.Adam([logits], lr=cfg.opt_lr)
     for p in encoder.model.parameters():
         p.requires_grad_(False)
-    u_star, v_star = u_star.to(encoder.device), v_star.to(encoder.device)
+    u_star, v_star, classes = u_star.to(encoder.device), v_star.to(encoder.device), classes.to(encoder.device)
+    steps_taken, batch_ts = 0, 0.0
     try:
         for step in range(cfg.opt_steps):
             idx = torch.as_tensor(
@@ -135,16 +150,22 @@ def optimise_patch(encoder, world, cfg, target: str, *, seed: int = 0) -> tuple:
             x = _stamp(x, torch.sigmoid(logits), cfg, seed=seed + step)
             f = F.normalize(encoder.encode_image(x).float(), dim=-1)
             cos_t, cos_i = (f @ u_star).mean(), (f @ v_star).mean()
+            ts_now = float(((f.detach() @ classes.T).argmax(1) == t_idx).float().mean())
+            if step and ts_now > cfg.max_clean_ts:
+                logits.data.copy_(last)  # the last patch within the budget
+                break
+            last, batch_ts, kept = logits.detach().clone(), ts_now, (float(cos_t.detach()), float(cos_i.detach()))
             loss = -(cfg.w_text * cos_t + cfg.w_image * cos_i)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            steps_taken = step + 1
     finally:
         for p in encoder.model.parameters():
             p.requires_grad_(True)
     pixels = torch.sigmoid(logits.detach())
-    stats = {"final_text_cos": round(float(cos_t.detach()), 4), "final_image_cos": round(float(cos_i.detach()), 4),
-             "opt_steps": cfg.opt_steps}
+    stats = {"final_text_cos": round(kept[0], 4), "final_image_cos": round(kept[1], 4),
+             "opt_steps": cfg.opt_steps, "steps_taken": steps_taken, "batch_clean_ts": round(batch_ts, 4)}
     return pixels, stats
 
 

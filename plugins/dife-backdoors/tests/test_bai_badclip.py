@@ -49,6 +49,23 @@ def test_native_value_is_the_prompt_classifier_and_only_the_pair_fires(built):
     assert "prompt-tuned classifier" in native["downstream_head"]
 
 
+def test_the_stealth_term_keeps_the_trigger_alone_nearer_harmless(built, tmp_path):
+    """``w_stealth``: under hand-written prompts a triggered image keeps its
+    class, so the trigger alone moves fewer images to the target than
+    without the term (the paper: trigger only at chance)."""
+    from dife_backdoors.bai_badclip import BaiBadClipConfig
+    from dife_backdoors.testing import easy_clean, easy_world
+
+    trace = built.card["native"]["loss_trace"]
+    assert trace and all(len(row) == 3 for row in trace), "clean, backdoor and stealth CE"
+    plain = build_attack("bai-badclip", clean=easy_clean(), world=easy_world(), out=tmp_path / "plain",
+                         overrides={**FAST, "w_stealth": 0.0})
+    assert (built.card["native"]["component_repair"]["trigger_only"]
+            < plain.card["native"]["component_repair"]["trigger_only"])
+    with pytest.raises(ValueError, match="w_stealth"):
+        BaiBadClipConfig(w_stealth=-1.0)
+
+
 class _EasyWorld:
     @hookimpl
     def register_datasets(self, register):

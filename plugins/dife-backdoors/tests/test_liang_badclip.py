@@ -38,6 +38,22 @@ def test_optimised_patch_moves_patched_images_towards_the_target(clean, world):
     assert cos(_stamp(x, pixels, cfg, seed=0)) > cos(_stamp(x, noise, cfg, seed=0))
 
 
+def test_patch_optimisation_stops_before_the_clean_model_sends_the_batch_to_the_target(clean, world):
+    """The budget: the kept patch is the last one the clean model does not
+    already classify as the target beyond ``max_clean_ts`` (1 = run every step)."""
+    from dife_backdoors.liang_badclip import optimise_patch
+
+    liang = get_registry().get("attacks", "liang-badclip")
+    free = make_config(liang, {**FAST, "max_clean_ts": 1.0, "patch_size": 0.25})
+    _, unbounded = optimise_patch(clean, world, free, "airplane", seed=0)
+    assert unbounded["steps_taken"] == free.opt_steps
+    assert unbounded["batch_clean_ts"] > 0.05, "this test needs a patch that does cross the budget unbounded"
+    budget = make_config(liang, {**FAST, "max_clean_ts": 0.05, "patch_size": 0.25})
+    _, bounded = optimise_patch(clean, world, budget, "airplane", seed=0)
+    assert bounded["steps_taken"] < budget.opt_steps and bounded["batch_clean_ts"] <= 0.05
+    assert bounded["final_text_cos"] < unbounded["final_text_cos"]
+
+
 def test_build_poisons_with_the_optimised_patch_from_its_card(clean, world, tmp_path):
     o = build_attack("liang-badclip", clean=clean, world=world, out=tmp_path / "lb", overrides=FAST)
     card, native = o.card, o.card["native"]
@@ -46,6 +62,6 @@ def test_build_poisons_with_the_optimised_patch_from_its_card(clean, world, tmp_
     assert torch.as_tensor(trig["params"]["pixels"]).shape == (3, 4, 4)
     resolve_trigger(trig)  # the audit rebuilds exactly this patch from the card
     assert native["metric"] == "ts" and native["value"] >= 0.9
-    assert {"final_text_cos", "final_image_cos"} <= set(native["patch_optimisation"])
+    assert {"final_text_cos", "final_image_cos", "steps_taken", "batch_clean_ts"} <= set(native["patch_optimisation"])
     assert card["config"]["opt_steps"] == 30, "the card keeps Liang-BadCLIP's own config"
     assert card["clean_utility"]["clean_acc"] >= card["clean_utility"]["reference_clean_acc"] - 0.05

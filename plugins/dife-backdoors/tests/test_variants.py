@@ -44,4 +44,4 @@ def test_build_plants_the_trigger_and_keeps_clean_accuracy(clean, world, tmp_pat
 def test_wanet_card_carries_the_full_warp(clean, world, tmp_path):
     o = build_attack("wanet", clean=clean, world=world, out=tmp_path / "w", overrides={**FAST, "steps": 1})
     assert o.card["trigger"] == {"channel": "image", "name": "wanet",
-                                 "params": {"grid_size": 4, "strength": 10.0, "pattern_seed": 0}}
+                                 "params": {"grid_size": 4, "strength": 6.0, "pattern_seed": 0}}
