@@ -139,7 +139,7 @@ def optimise_patch(encoder, world, cfg, target: str, *, seed: int = 0) -> tuple:
     for p in encoder.model.parameters():
         p.requires_grad_(False)
     u_star, v_star, classes = u_star.to(encoder.device), v_star.to(encoder.device), classes.to(encoder.device)
-    steps_taken, batch_ts = 0, 0.0
+    steps_taken, batch_ts, kept, last = 0, 0.0, (0.0, 0.0), logits.detach().clone()
     try:
         for step in range(cfg.opt_steps):
             idx = torch.as_tensor(
