@@ -141,7 +141,26 @@ def decide(m: dict, params) -> dict:
     return {"signal": signal, "vrs": vrs, "trs": trs, "css": css, "footprint": fp}
 
 
-def predict(footprint: str, probe: str, cells: list, confounded=()) -> dict:
+def towers_alone(measured: dict, cells: list) -> tuple:
+    """The towers whose branch swap *alone* makes the footprint's readout
+    exposed: ``"visual"`` when a10 (poisoned visual tower, clean text tower)
+    is, ``"textual"`` when a01 is -- judged with the readout cell's own card
+    and thresholds (a lift over a00 for absolute readouts). Empty when the
+    readout is not one of ``cells``."""
+    from .cells import entry_type
+
+    readout = str(measured.get("readout") or "").split(":")[0]
+    cell = next((c for c in cells if c["interface"] == readout and c.get("thresholds")), None)
+    if cell is None:
+        return ()
+    rel = bool(cell["card"].get("relative"))
+    a00 = float(measured["a00"])
+    return tuple(tower for tower, slot in (("visual", "a10"), ("textual", "a01"))
+                 if entry_type(float(measured[slot]), relative=rel, baseline=None if rel else a00,
+                               thresholds=cell["thresholds"]) == "exposed")
+
+
+def predict(footprint: str, probe: str, cells: list, confounded=(), alone=()) -> dict:
     """The footprint's card-derived prediction over the row's measured cells
     (N.E. and error cells are never predicted): ``{"exposed", "weak",
     "below_cut", "confounded"}``, lists of interface ids.
@@ -154,7 +173,11 @@ def predict(footprint: str, probe: str, cells: list, confounded=()) -> dict:
       (text features or score) exposed; image-fed or image-feature cells weak.
     - coupled via component repair: cells that instantiate the mechanism
       exposed, every other measured cell weak; coupled via branch swap:
-      score cells exposed, single-tower feature cells weak.
+      score cells exposed, single-tower feature cells weak -- except the
+      feature cells of a tower in ``alone`` (:func:`towers_alone`): "coupled"
+      says neither tower carries most of the signal, but a tower whose swap
+      alone already makes the readout exposed carries the trigger into the
+      cells that read that tower only.
     - weak: nothing exposed, every measured cell weak.
 
     Two refinements come from the card and the controls, not from the
@@ -185,8 +208,11 @@ def predict(footprint: str, probe: str, cells: list, confounded=()) -> dict:
         elif footprint == "textual":
             reached = True if ch in ("text", "none") and ro in ("text-features", "score") else (
                 False if ch == "image" or ro == "image-features" else None)
+        elif footprint == "coupled" and probe == "component-repair":
+            reached = ch == "mechanism"
         elif footprint == "coupled":
-            reached = ch == "mechanism" if probe == "component-repair" else ro == "score"
+            reached = ro == "score" or (ro == "image-features" and ch == "image" and "visual" in alone) or (
+                ro == "text-features" and ch in ("text", "none") and "textual" in alone)
         else:
             reached = False
         if reached and c["card"].get("decision", "comparison") == "cut":
@@ -219,7 +245,8 @@ def footprint_entry(checkpoint: str, measured: Optional[dict], params, cells: li
                 "reason": (measured or {}).get("reason", "not measured"),
                 "per_interface": per_interface_decisions((measured or {}).get("per_interface"), params)}
     dec = decide(measured, params)
-    pred = predict(dec["footprint"], measured["probe"], cells, confounded)
+    alone = towers_alone(measured, cells) if measured["probe"] != "component-repair" else ()
+    pred = predict(dec["footprint"], measured["probe"], cells, confounded, alone)
     exposed, weak = pred["exposed"], pred["weak"]
     holds, mism = check_prediction(exposed, weak, cells)
     rec = {**base, **{s: measured[s] for s in SLOTS}, "signal": dec["signal"], "vrs": dec["vrs"],
@@ -227,7 +254,7 @@ def footprint_entry(checkpoint: str, measured: Optional[dict], params, cells: li
            "predicted_exposed": exposed, "prediction_holds": holds,
            # extensions
            "predicted_weak": weak, "mismatches": mism, "below_cut": pred["below_cut"],
-           "confounded": pred["confounded"], "readout": measured.get("readout"),
+           "confounded": pred["confounded"], "alone": list(alone), "readout": measured.get("readout"),
            "params": params.to_dict()}
     if "repair" in measured:
         rec["repair"] = measured["repair"]

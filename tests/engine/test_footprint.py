@@ -124,3 +124,34 @@ def test_triggered_prompt_set_readout():
                            lambda ss: [s if "airplane" in s else s.split(" of a ")[0] + " of a thing" for s in ss])
     r = prompt_set_hijack(emb, enc, world, erase, world.templates, 0)
     assert r["ts"] > 0.5 and r["baseline"] == 0.0 and r["n_images"] == 18
+
+
+def _measured(a10, a01=0.05, readout="zs:ts"):
+    return {"a00": 0.05, "a10": a10, "a01": a01, "a11": 0.9, "readout": readout, "probe": "branch-swap"}
+
+
+def _thr_cell(i, ch, ro, st, relative=False):
+    return {"interface": i, "channel": ch, "card": {"readout": ro, "relative": relative}, "status": st,
+            "thresholds": {"exposed": 0.5, "exposed_delta": 0.2, "negative_delta": -0.02}}
+
+
+def test_a_coupled_footprint_reaches_the_feature_cells_of_a_tower_exposed_alone():
+    """Coupled via branch swap: neither tower carries most of the signal. A
+    tower whose swap alone already makes the readout exposed (a10 for the
+    visual tower) still carries the trigger into the cells reading it only."""
+    from dife_core.engine.footprint import towers_alone
+
+    cells = [_thr_cell("zs", "image", "score", "exposed"), _thr_cell("knn", "image", "image-features", "exposed"),
+             _thr_cell("search", "text", "text-features", "weak")]
+    assert decide(_measured(0.60), P)["footprint"] == "coupled"
+    alone = towers_alone(_measured(0.60), cells)
+    assert alone == ("visual",)
+    p = predict("coupled", "branch-swap", cells, alone=alone)
+    assert (p["exposed"], p["weak"]) == (["zs", "knn"], ["search"])
+    # a visual swap below the readout's exposure (0.45 < 0.5) leaves the feature cells weak
+    assert towers_alone(_measured(0.45), cells) == ()
+    assert predict("coupled", "branch-swap", cells, alone=())["weak"] == ["knn", "search"]
+    # a relative readout judges the swap as a delta; an unknown readout gives no tower
+    rel = [_thr_cell("zs", "image", "score", "exposed", relative=True)]
+    assert towers_alone(_measured(0.25), rel) == ("visual",)
+    assert towers_alone(_measured(0.60, readout="other:ts"), cells) == ()
