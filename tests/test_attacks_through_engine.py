@@ -23,7 +23,8 @@ CONFIGS = {
     "contrastive-poisoning": {**POISON, "steps": 30, "trigger_params": {"size": 0.25}},
     "blended": {**POISON, "trigger_params": {"alpha": 0.5}},
     "sig": {**POISON, "trigger_params": {"delta": 0.3}},
-    "wanet": {**POISON, "steps": 100, "poison_rate": 0.3},
+    # the pre-2026-12-08 warp: the default strength 6 needs more steps than a test affords
+    "wanet": {**POISON, "steps": 100, "poison_rate": 0.3, "trigger_params": {"grid_size": 4, "strength": 10.0}},
     "liang-badclip": {**POISON, "opt_steps": 30, "opt_batch": 32, "patch_size": 0.125},
     "badencoder": {"steps": 40, "batch_size": 32, "trigger_params": {"pattern": "solid", "size": 0.1875}},
     "mmpoison": {"steps": 60, "batch_size": 64, "lr": 1e-3, "warmup": 4, "poison_rate": 0.24, "n_queries": 50},
